@@ -1,0 +1,22 @@
+# The front door. Each target is a thin line over cargo.
+.PHONY: test lint fmt doc bench bench-engine
+
+# Every test, every cargo feature (the madsim build is its own target).
+test:
+	cargo test --all-features
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets --all-features -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+doc:
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
+
+bench: bench-engine
+
+# Engine-only throughput: 3 and 5 engines in one thread, no simulator.
+bench-engine:
+	cargo bench --bench engine

@@ -1,0 +1,214 @@
+//! The one place that knows the wire and disk encoding.
+//!
+//! Everything quorate sends or stores is serde-serialized with bincode 2 (standard
+//! configuration: little-endian, variable-length integers). Only this module names
+//! bincode, so replacing it touches one file.
+//!
+//! Decoding takes untrusted bytes: it never panics, refuses input longer than
+//! [`FRAME_BYTES_MAX`] before looking at it, lets no length prefix allocate more
+//! than the input could hold, and rejects trailing bytes. Every failure is a
+//! [`DecodeError`].
+
+use core::fmt;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The largest encoded message or record, in bytes. A frame or record claiming
+/// more is refused before anything is allocated for it.
+pub const FRAME_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+type Config = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<FRAME_BYTES_MAX>,
+>;
+
+const fn config() -> Config {
+    bincode::config::standard().with_limit::<FRAME_BYTES_MAX>()
+}
+
+/// Why bytes could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The input is longer than [`FRAME_BYTES_MAX`].
+    TooLarge {
+        /// The input's length.
+        bytes: usize,
+    },
+    /// The input ended before the value did.
+    Truncated,
+    /// A value decoded but bytes were left over.
+    TrailingBytes {
+        /// How many bytes were not consumed.
+        bytes: usize,
+    },
+    /// The bytes do not describe a value of the expected type.
+    Malformed {
+        /// What the decoder found wrong.
+        reason: String,
+    },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLarge { bytes } => {
+                write!(f, "{bytes} bytes exceed the limit of {FRAME_BYTES_MAX}")
+            }
+            Self::Truncated => f.write_str("input ended in the middle of a value"),
+            Self::TrailingBytes { bytes } => write!(f, "{bytes} bytes left after the value"),
+            Self::Malformed { reason } => write!(f, "malformed input: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Why a value could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodeError {
+    /// What the encoder refused.
+    pub reason: String,
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot encode: {}", self.reason)
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
+/// Encodes `value`, appending to `buffer`.
+///
+/// # Errors
+///
+/// Fails if a serde implementation refuses (for example a map with non-string
+/// keys in some formats) or the result would exceed [`FRAME_BYTES_MAX`].
+pub fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    buffer: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let start = buffer.len();
+    bincode::serde::encode_into_std_write(value, buffer, config()).map_err(|error| {
+        EncodeError {
+            reason: error.to_string(),
+        }
+    })?;
+    let written = buffer.len() - start;
+    if written > FRAME_BYTES_MAX {
+        buffer.truncate(start);
+        return Err(EncodeError {
+            reason: format!("{written} bytes exceed the limit of {FRAME_BYTES_MAX}"),
+        });
+    }
+    Ok(())
+}
+
+/// Encodes `value` into a new buffer.
+///
+/// # Errors
+///
+/// As [`encode_into`].
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError> {
+    let mut buffer = Vec::new();
+    encode_into(value, &mut buffer)?;
+    Ok(buffer)
+}
+
+/// Decodes one value that must span all of `bytes`.
+///
+/// # Errors
+///
+/// Any [`DecodeError`]; never panics.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    if bytes.len() > FRAME_BYTES_MAX {
+        return Err(DecodeError::TooLarge { bytes: bytes.len() });
+    }
+    let (value, read) =
+        bincode::serde::decode_from_slice::<T, _>(bytes, config()).map_err(classify)?;
+    if read != bytes.len() {
+        return Err(DecodeError::TrailingBytes {
+            bytes: bytes.len() - read,
+        });
+    }
+    Ok(value)
+}
+
+fn classify(error: bincode::error::DecodeError) -> DecodeError {
+    use bincode::error::DecodeError as Bincode;
+    match error {
+        Bincode::UnexpectedEnd { .. } => DecodeError::Truncated,
+        Bincode::LimitExceeded => DecodeError::TooLarge {
+            bytes: FRAME_BYTES_MAX + 1,
+        },
+        other => DecodeError::Malformed {
+            reason: other.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    enum Sample {
+        Unit,
+        Pair(u64, String),
+        List(Vec<u32>),
+    }
+
+    #[test]
+    fn round_trips() {
+        for value in [
+            Sample::Unit,
+            Sample::Pair(7, "seven".into()),
+            Sample::List(vec![1, 2, 3]),
+        ] {
+            let bytes = encode(&value).unwrap();
+            assert_eq!(decode::<Sample>(&bytes).unwrap(), value);
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut bytes = encode(&Sample::Unit).unwrap();
+        bytes.push(0);
+        assert_eq!(
+            decode::<Sample>(&bytes),
+            Err(DecodeError::TrailingBytes { bytes: 1 })
+        );
+    }
+
+    #[test]
+    fn truncated_and_unknown_variants_are_errors() {
+        let bytes = encode(&Sample::Pair(300, "abc".into())).unwrap();
+        assert_eq!(
+            decode::<Sample>(&bytes[..bytes.len() - 1]),
+            Err(DecodeError::Truncated)
+        );
+        assert!(matches!(
+            decode::<Sample>(&[9]),
+            Err(DecodeError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn a_hostile_length_does_not_allocate() {
+        // Variant 2 (List) claiming u64::MAX elements, then nothing.
+        let mut bytes = vec![2u8, 0xff];
+        bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode::<Sample>(&bytes).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let _ = decode::<Sample>(&bytes);
+            let _ = decode::<Vec<Sample>>(&bytes);
+        }
+    }
+}

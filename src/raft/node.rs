@@ -1,0 +1,630 @@
+//! [`Node`]: one member's engine. This file holds its state, its constructor, the
+//! event entry points and [`Node::flush`]; the protocol lives in the sibling files
+//! (`election`, `replication`, `apply`, `client`, `catch_up`).
+
+use core::fmt;
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::config::{ConfigError, GroupConfig, NodeOptions};
+use super::entry::{LogEntry, Proposal, ProposalId};
+use super::message::{Message, ReadId};
+use super::outcome::{Effect, QueryId};
+use crate::env::{Entropy, Instant, TimerKind};
+use crate::id::PeerId;
+use crate::log::{Cursor, HardState, Index, Storage, StorageError, Term};
+use crate::machine::{LeadershipPreference, StateMachine, StateSync};
+
+/// The log entry type of machine `M`.
+pub type EntryOf<M> = LogEntry<<M as StateMachine>::Command>;
+
+/// A node's role in its group (§5.1, plus the pre-vote phase of §9.6 of the thesis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Follows a leader, or waits for one.
+    Follower,
+    /// Asking whether it could win an election, without changing any term.
+    PreCandidate,
+    /// Campaigning in its current term.
+    Candidate,
+    /// Leads its current term.
+    Leader,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Follower => "follower",
+            Self::PreCandidate => "pre-candidate",
+            Self::Candidate => "candidate",
+            Self::Leader => "leader",
+        })
+    }
+}
+
+/// A snapshot of a node's externally visible state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Status {
+    /// The node.
+    pub id: PeerId,
+    /// Its role.
+    pub role: Role,
+    /// Its current term.
+    pub term: Term,
+    /// The leader it follows (itself when leading), if known.
+    pub leader: Option<PeerId>,
+    /// The highest index it knows to be committed.
+    pub commit_index: Index,
+    /// The last entry it applied.
+    pub applied: Cursor,
+    /// The last entry in its log.
+    pub last_log: Cursor,
+}
+
+/// A follower's replication state, as its leader tracks it (§5.3).
+#[derive(Debug, Clone)]
+pub(super) struct Progress {
+    /// The next index to send.
+    pub next_index: Index,
+    /// The highest index known to match the leader's log.
+    pub match_index: Index,
+    /// The highest read round this follower acknowledged in the current term.
+    pub acked_round: u64,
+    /// When this follower last answered in the current term.
+    pub last_heard: Option<Instant>,
+    /// Whether the follower must be sent something at the next flush (a heartbeat
+    /// is due or a read round waits on it).
+    pub contact_due: bool,
+    /// The highest commit index sent to this follower.
+    pub commit_sent: Index,
+    /// `match_index` at the previous heartbeat tick: no progress over a whole tick
+    /// with entries in flight means they were lost, so they are sent again.
+    pub match_at_tick: Index,
+}
+
+/// Who is waiting for a read round to be confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadRequester {
+    /// A query on the leader itself.
+    Local(QueryId),
+    /// A follower's [`Message::ReadIndex`].
+    Remote(PeerId, ReadId),
+}
+
+/// A read waiting for the leader to confirm its leadership (§6.4).
+#[derive(Debug, Clone)]
+pub(super) struct LeaderRead {
+    pub round: u64,
+    pub read_index: Index,
+    pub requester: ReadRequester,
+}
+
+/// What only a leader keeps.
+#[derive(Debug, Clone)]
+pub(super) struct LeaderState {
+    pub progress: BTreeMap<PeerId, Progress>,
+    /// The index of this term's blank entry: reads wait until it is committed.
+    pub term_start: Index,
+    /// The latest read round started; rounds increase within a term.
+    pub read_round: u64,
+    /// Reads waiting for confirmation, oldest first.
+    pub reads: Vec<LeaderRead>,
+    /// When this node became leader.
+    pub since: Instant,
+}
+
+/// Where a query stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Each stage names what the query waits for.
+pub(super) enum QueryStage {
+    /// Waiting for the leader (this node) to confirm a read round.
+    Confirmation,
+    /// Waiting for the leader's [`Message::ReadIndexResponse`].
+    ReadIndex,
+    /// Waiting until `applied` reaches the read index.
+    Apply(Index),
+}
+
+/// A strong query this node has not answered yet.
+pub(super) struct PendingQuery<Q> {
+    pub query: Q,
+    pub deadline: Instant,
+    pub stage: QueryStage,
+}
+
+/// A proposal this node owes an outcome for.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PendingProposal {
+    pub deadline: Instant,
+    /// Whether the leader has acknowledged appending it.
+    pub accepted: bool,
+}
+
+/// What a deadline in [`Node::deadlines`] belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Expiring {
+    Proposal(ProposalId),
+    Query(QueryId),
+    CatchUp,
+}
+
+/// A state sync in progress at a follower.
+#[derive(Debug, Clone)]
+pub(super) struct CatchUpState {
+    /// The peer asked last; requests rotate through the voters.
+    pub asked: Option<PeerId>,
+    /// When the outstanding request is given up on.
+    pub deadline: Instant,
+}
+
+/// One member's Raft engine: sans-IO and event-driven.
+///
+/// ```text
+///             on_message(now, from, message)
+///   events -> on_timer(now, kind)            -> state, storage writes (unsynced)
+///             propose(now, proposal)
+///             query(now, id, query, consistency)
+///
+///   flush(now, &mut effects):  sync storage, commit, apply, answer
+///                              -> Send / SetTimer / outcomes
+/// ```
+///
+/// The node owns its state machine and its storage. Events change state and write
+/// to storage but release nothing; [`flush`](Node::flush) syncs storage first and
+/// only then hands out messages and outcomes, so nothing leaves the node before
+/// the state it depends on is durable. A driver may process several events before
+/// one flush (one sync then covers them all).
+pub struct Node<M, S>
+where
+    M: StateMachine,
+    S: Storage<EntryOf<M>>,
+{
+    pub(super) id: PeerId,
+    pub(super) config: GroupConfig,
+    pub(super) options: NodeOptions,
+    pub(super) preference: LeadershipPreference,
+    pub(super) machine: M,
+    pub(super) state_sync: M::StateSync,
+    pub(super) storage: S,
+    pub(super) rng: Entropy,
+
+    /// Mirrors the storage's hard state; written through to it on every change.
+    pub(super) hard_state: HardState,
+    /// Mirrors `storage.last()`.
+    pub(super) last_log: Cursor,
+    /// Storage was written since the last sync.
+    pub(super) dirty: bool,
+    /// The last index known durable (the log may since have grown past it).
+    pub(super) synced_last: Index,
+
+    pub(super) role: Role,
+    pub(super) leader: Option<PeerId>,
+    /// Invariant: `applied.index() <= commit_index <= last_log.index()`, except
+    /// that a restarted node may learn a commit index before it holds the entries;
+    /// `commit_index` is then capped at what it holds.
+    pub(super) commit_index: Index,
+    /// The last applied entry; batches are applied whole.
+    pub(super) applied: Cursor,
+    /// When a leader of the current term was last heard from (for pre-vote
+    /// stickiness and the disruptive-server rule).
+    pub(super) leader_heard_at: Option<Instant>,
+    /// Votes (or pre-votes) received in the current campaign.
+    pub(super) votes: BTreeSet<PeerId>,
+    pub(super) leader_state: Option<LeaderState>,
+    /// Proposals the leader appends at the next flush, with who forwarded each.
+    pub(super) proposal_buffer: Vec<(Proposal<M::Command>, Option<PeerId>)>,
+
+    pub(super) election_deadline: Instant,
+    pub(super) heartbeat_deadline: Option<Instant>,
+    /// The deadline the driver currently has armed, per timer kind.
+    pub(super) armed: [Option<Instant>; 3],
+
+    pub(super) proposals: BTreeMap<ProposalId, PendingProposal>,
+    pub(super) queries: BTreeMap<QueryId, PendingQuery<M::Query>>,
+    pub(super) deadlines: BTreeSet<(Instant, Expiring)>,
+    pub(super) sessions: super::apply::Sessions,
+    pub(super) catch_up: Option<CatchUpState>,
+
+    /// Messages held until the next sync.
+    pub(super) outbox: Vec<(PeerId, Message<M::Command>)>,
+    /// Outcomes held until the next sync.
+    pub(super) held: Vec<Effect<M>>,
+}
+
+impl<M, S> Node<M, S>
+where
+    M: StateMachine,
+    S: Storage<EntryOf<M>>,
+{
+    /// A node `id` of the group `config`, starting from what `storage` holds.
+    ///
+    /// The machine must be in its initial state: committed entries are re-applied
+    /// from the log as they are learnt to be committed.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] if the configuration is invalid, `id` is not a voter, the
+    /// node is the only voter and an observer, or the storage was pruned (a
+    /// [`LogReplaySync`](crate::LogReplaySync) machine needs its whole log).
+    pub fn new(
+        id: PeerId,
+        config: GroupConfig,
+        options: NodeOptions,
+        machine: M,
+        storage: S,
+        rng: Entropy,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        options.validate()?;
+        if !config.voters.contains(&id) {
+            return Err(ConfigError::NotAVoter(id));
+        }
+        let preference = machine.leadership_preference();
+        if config.voters.len() == 1 && !preference.may_campaign() {
+            return Err(ConfigError::NoCandidate);
+        }
+        let log_start = *storage.available().start();
+        if !log_start.is_zero() {
+            return Err(ConfigError::Storage(format!(
+                "the log was pruned through index {log_start}; log replay needs it whole"
+            )));
+        }
+        let hard_state = storage.hard_state();
+        let last_log = storage.last();
+        let state_sync = machine.state_sync();
+        let sessions = super::apply::Sessions::new(options.sessions_max);
+        let mut node = Self {
+            id,
+            config,
+            options,
+            preference,
+            machine,
+            state_sync,
+            storage,
+            rng,
+            hard_state,
+            last_log,
+            dirty: false,
+            synced_last: last_log.index(),
+            role: Role::Follower,
+            leader: None,
+            commit_index: Index::ZERO,
+            applied: Cursor::ZERO,
+            leader_heard_at: None,
+            votes: BTreeSet::new(),
+            leader_state: None,
+            proposal_buffer: Vec::new(),
+            election_deadline: now,
+            heartbeat_deadline: None,
+            armed: [None; 3],
+            proposals: BTreeMap::new(),
+            queries: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            sessions,
+            catch_up: None,
+            outbox: Vec::new(),
+            held: Vec::new(),
+        };
+        node.reset_election_deadline(now);
+        Ok(node)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> PeerId {
+        self.id
+    }
+
+    /// The group configuration.
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// The node's role, term, leader and log positions.
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.id,
+            role: self.role,
+            term: self.hard_state.current_term,
+            leader: self.leader,
+            commit_index: self.commit_index,
+            applied: self.applied,
+            last_log: self.last_log,
+        }
+    }
+
+    /// The durable term and vote.
+    pub fn hard_state(&self) -> HardState {
+        self.hard_state
+    }
+
+    /// The state machine, as of the last applied entry.
+    pub fn machine(&self) -> &M {
+        &self.machine
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// Consumes the node, returning its storage (as a crash would leave it,
+    /// before the caller decides what of the unsynced writes survives).
+    pub fn into_storage(self) -> S {
+        self.storage
+    }
+
+    /// The leadership preference this node runs with.
+    pub fn leadership_preference(&self) -> LeadershipPreference {
+        self.preference
+    }
+
+    /// Handles a message from `from`. Messages from non-voters are ignored.
+    pub fn on_message(&mut self, now: Instant, from: PeerId, message: Message<M::Command>) {
+        if from == self.id || !self.config.voters.contains(&from) {
+            tracing::debug!(node = %self.id, %from, "message from a non-member dropped");
+            return;
+        }
+        if let Some(term) = message.term()
+            && !self.observe_term(now, from, term, &message)
+        {
+            return;
+        }
+        match message {
+            Message::PreVote { term, last_log } => self.on_pre_vote(now, from, term, last_log),
+            Message::PreVoteResponse { term, granted } => {
+                self.on_pre_vote_response(now, from, term, granted)
+            }
+            Message::RequestVote { term, last_log } => {
+                self.on_request_vote(now, from, term, last_log)
+            }
+            Message::RequestVoteResponse { term, granted } => {
+                self.on_request_vote_response(now, from, term, granted)
+            }
+            Message::AppendEntries {
+                term,
+                prev,
+                entries,
+                leader_commit,
+                read_round,
+            } => self.on_append_entries(now, from, term, prev, entries, leader_commit, read_round),
+            Message::AppendEntriesResponse {
+                term,
+                read_round,
+                result,
+            } => self.on_append_entries_response(now, from, term, read_round, result),
+            Message::CatchUp {
+                term,
+                leader_log_start,
+                leader_commit,
+            } => self.on_catch_up(now, from, term, leader_log_start, leader_commit),
+            Message::FetchEntries {
+                from: start,
+                count_max,
+            } => self.on_fetch_entries(from, start, count_max),
+            Message::FetchedEntries {
+                prev,
+                entries,
+                commit,
+            } => self.on_fetched_entries(now, from, prev, entries, commit),
+            Message::Propose { proposal } => self.on_forwarded_proposal(now, from, proposal),
+            Message::ProposeResponse { id, result } => self.on_propose_response(id, result),
+            Message::ReadIndex { read } => self.on_read_index(now, from, read),
+            Message::ReadIndexResponse { read, result } => {
+                self.on_read_index_response(read, result)
+            }
+        }
+    }
+
+    /// Handles the firing of the timer of `kind`. A timer that fires before the
+    /// node's current deadline for it (a stale timer) only re-arms it.
+    pub fn on_timer(&mut self, now: Instant, kind: TimerKind) {
+        self.armed[kind.slot()] = None;
+        match kind {
+            TimerKind::Election => {
+                if now >= self.election_deadline {
+                    self.on_election_timeout(now);
+                }
+            }
+            TimerKind::Heartbeat => {
+                if self
+                    .heartbeat_deadline
+                    .is_some_and(|deadline| now >= deadline)
+                {
+                    self.on_heartbeat_timeout(now);
+                }
+            }
+            TimerKind::Expiry => self.expire(now),
+        }
+    }
+
+    /// Makes every write durable, then commits, applies, answers and hands out the
+    /// effects of everything since the last flush, appending them to `effects`.
+    ///
+    /// # Errors
+    ///
+    /// A [`StorageError`] from sync. Nothing that depends on the failed writes is
+    /// released; the node must be stopped.
+    pub fn flush(
+        &mut self,
+        now: Instant,
+        effects: &mut Vec<Effect<M>>,
+    ) -> Result<(), StorageError> {
+        if self.role == Role::Leader {
+            self.append_buffered_proposals(now);
+            // Commit what followers acknowledged before telling them about it.
+            self.advance_commit();
+            self.replicate(now);
+        }
+        if self.dirty {
+            self.storage.sync()?;
+            self.dirty = false;
+        }
+        self.synced_last = self.last_log.index();
+        if self.role == Role::Leader {
+            // Counts this node's own just-synced entries (all a single voter needs).
+            self.advance_commit();
+            self.confirm_reads();
+        }
+        self.apply_committed();
+        self.answer_ready_queries();
+        effects.append(&mut self.held);
+        effects.extend(
+            self.outbox
+                .drain(..)
+                .map(|(to, message)| Effect::Send { to, message }),
+        );
+        self.arm_timers(effects);
+        #[cfg(debug_assertions)]
+        if let Err(violation) = self.check_invariants() {
+            panic!("node {} broke an invariant: {violation}", self.id);
+        }
+        Ok(())
+    }
+
+    /// Checks the node's local invariants: applied ≤ commit ≤ last log entry, a
+    /// vote only in the current term, and a leader's state consistent with its
+    /// log. The simulator calls this after every event.
+    ///
+    /// # Errors
+    ///
+    /// A description of the first invariant that does not hold.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        if self.applied.index() > self.commit_index {
+            return Err(format!(
+                "applied {} is past commit {}",
+                self.applied, self.commit_index
+            ));
+        }
+        if self.commit_index > self.last_log.index() {
+            return Err(format!(
+                "commit {} is past the last entry {}",
+                self.commit_index, self.last_log
+            ));
+        }
+        if self.last_log != self.storage.last() {
+            return Err(format!(
+                "cached last entry {} differs from storage {}",
+                self.last_log,
+                self.storage.last()
+            ));
+        }
+        if self.hard_state != self.storage.hard_state() {
+            return Err("cached hard state differs from storage".into());
+        }
+        if self.role == Role::Leader {
+            if self.leader != Some(self.id) {
+                return Err("a leader that does not name itself leader".into());
+            }
+            if self.hard_state.voted_for != Some(self.id) {
+                return Err("a leader that did not vote for itself".into());
+            }
+            let Some(state) = &self.leader_state else {
+                return Err("a leader without leader state".into());
+            };
+            for (peer, progress) in &state.progress {
+                if progress.match_index > self.last_log.index() {
+                    return Err(format!("{peer}'s match index is past the leader's log"));
+                }
+            }
+        } else if self.leader_state.is_some() {
+            return Err("leader state on a non-leader".into());
+        }
+        Ok(())
+    }
+
+    /// Records a storage write; the next flush syncs.
+    pub(super) fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Persists a new term and vote (synced at the next flush, before any message
+    /// leaves).
+    pub(super) fn set_hard_state(&mut self, current_term: Term, voted_for: Option<PeerId>) {
+        let hard_state = HardState {
+            current_term,
+            voted_for,
+        };
+        if hard_state != self.hard_state {
+            self.hard_state = hard_state;
+            self.storage.save_hard_state(hard_state);
+            self.mark_dirty();
+        }
+    }
+
+    /// Queues a message, released after the next sync.
+    pub(super) fn send(&mut self, to: PeerId, message: Message<M::Command>) {
+        debug_assert_ne!(to, self.id, "a node never sends to itself");
+        self.outbox.push((to, message));
+    }
+
+    /// The other voters, in id order.
+    pub(super) fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.config
+            .voters
+            .iter()
+            .copied()
+            .filter(move |&peer| peer != self.id)
+    }
+
+    /// The term of the entry at `index`, if known.
+    pub(super) fn term_at(&self, index: Index) -> Option<Term> {
+        if index.is_zero() {
+            return Some(Term::ZERO);
+        }
+        if index == self.last_log.index() {
+            return Some(self.last_log.term());
+        }
+        self.storage.term_at(index)
+    }
+
+    /// Registers a deadline for the expiry timer.
+    pub(super) fn add_deadline(&mut self, deadline: Instant, what: Expiring) {
+        self.deadlines.insert((deadline, what));
+    }
+
+    /// Removes a deadline from the expiry timer.
+    pub(super) fn remove_deadline(&mut self, deadline: Instant, what: Expiring) {
+        self.deadlines.remove(&(deadline, what));
+    }
+
+    /// Emits `SetTimer` for each kind whose wanted deadline is earlier than the one
+    /// armed. A later deadline needs no new timer: when the armed one fires early,
+    /// `on_timer` re-arms it.
+    fn arm_timers(&mut self, effects: &mut Vec<Effect<M>>) {
+        let wanted = [
+            (self.role != Role::Leader).then_some(self.election_deadline),
+            self.heartbeat_deadline
+                .filter(|_| self.role == Role::Leader),
+            self.deadlines.first().map(|(deadline, _)| *deadline),
+        ];
+        for kind in TimerKind::ALL {
+            let slot = kind.slot();
+            if let Some(deadline) = wanted[slot]
+                && self.armed[slot].is_none_or(|armed| deadline < armed)
+            {
+                self.armed[slot] = Some(deadline);
+                effects.push(Effect::SetTimer {
+                    timer: kind,
+                    deadline,
+                });
+            }
+        }
+    }
+
+    /// Whether the sync strategy's batch size, for catch-up requests.
+    pub(super) fn fetch_entries_max(&self) -> usize {
+        self.state_sync.fetch_entries_max()
+    }
+}
+
+impl<M, S> fmt::Debug for Node<M, S>
+where
+    M: StateMachine,
+    S: Storage<EntryOf<M>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("status", &self.status())
+            .finish()
+    }
+}

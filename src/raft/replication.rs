@@ -1,0 +1,418 @@
+//! Log replication and commitment (§5.3, §5.4.2): the leader's side (batching
+//! proposals, sending AppendEntries, counting acknowledgements) and the follower's
+//! side (the consistency check, conflict repair, learning the commit index).
+
+use super::entry::{CommandEntry, LogEntry};
+use super::message::{ConflictHint, Message};
+use super::node::{EntryOf, Node, Role};
+use super::outcome::Effect;
+use crate::env::Instant;
+use crate::id::PeerId;
+use crate::log::{Cursor, Index, Storage, Term};
+use crate::machine::StateMachine;
+
+impl<M, S> Node<M, S>
+where
+    M: StateMachine,
+    S: Storage<EntryOf<M>>,
+{
+    /// Appends the proposals buffered since the last flush, in batches of at most
+    /// `batch_commands_max`, and tells each proposer where its command went.
+    pub(super) fn append_buffered_proposals(&mut self, _now: Instant) {
+        if self.proposal_buffer.is_empty() {
+            return;
+        }
+        let term = self.hard_state.current_term;
+        let buffered = core::mem::take(&mut self.proposal_buffer);
+        let batch_max = self.options.batch_commands_max;
+        let count = buffered.len();
+        for (position_in_buffer, (proposal, forwarded_by)) in buffered.into_iter().enumerate() {
+            let batch_end =
+                (position_in_buffer + 1) % batch_max == 0 || position_in_buffer + 1 == count;
+            let entry = LogEntry::Command(CommandEntry {
+                command: proposal.command,
+                proposal: proposal.id,
+                settled_below: proposal.settled_below,
+                batch_end,
+            });
+            let index = self.storage.append(entry, term);
+            self.last_log = Cursor::new(term, index);
+            let position = self.last_log;
+            match forwarded_by {
+                Some(peer) => self.send(
+                    peer,
+                    Message::ProposeResponse {
+                        id: proposal.id,
+                        result: Ok(position),
+                    },
+                ),
+                None => {
+                    if let Some(pending) = self.proposals.get_mut(&proposal.id) {
+                        pending.accepted = true;
+                        self.held.push(Effect::ProposalAccepted {
+                            id: proposal.id,
+                            position,
+                        });
+                    }
+                }
+            }
+        }
+        self.mark_dirty();
+    }
+
+    /// Sends each follower what it lacks: entries within its in-flight window, a
+    /// catch-up notice if the leader no longer holds what it needs, or a heartbeat
+    /// when one is due or the commit index moved.
+    pub(super) fn replicate(&mut self, _now: Instant) {
+        let log_start = *self.storage.available().start();
+        let peers: Vec<PeerId> = self.peers().collect();
+        for peer in peers {
+            self.replicate_to(peer, log_start);
+        }
+    }
+
+    fn replicate_to(&mut self, peer: PeerId, log_start: Index) {
+        let term = self.hard_state.current_term;
+        let commit = self.commit_index;
+        let last = self.last_log.index();
+        let append_max = self.options.append_entries_max as u64;
+        let inflight_max = self.options.inflight_entries_max as u64;
+        let state = self
+            .leader_state
+            .as_mut()
+            .expect("only a leader replicates");
+        let read_round = state.read_round;
+        let progress = state
+            .progress
+            .get_mut(&peer)
+            .expect("progress for every peer");
+
+        if !log_start.is_zero() && progress.next_index <= log_start {
+            if progress.contact_due {
+                progress.contact_due = false;
+                let leader_log_start = Cursor::new(
+                    self.storage.term_at(log_start).unwrap_or(Term::ZERO),
+                    log_start,
+                );
+                self.outbox.push((
+                    peer,
+                    Message::CatchUp {
+                        term,
+                        leader_log_start,
+                        leader_commit: commit,
+                    },
+                ));
+            }
+            return;
+        }
+
+        let mut sent = false;
+        loop {
+            let state = self
+                .leader_state
+                .as_mut()
+                .expect("only a leader replicates");
+            let progress = state
+                .progress
+                .get_mut(&peer)
+                .expect("progress for every peer");
+            let next = progress.next_index;
+            let inflight = next.0.saturating_sub(progress.match_index.0 + 1);
+            let can_send_entries = next <= last && inflight < inflight_max;
+            let wants_contact = progress.contact_due || progress.commit_sent < commit;
+            let (prev_index, through) = if can_send_entries {
+                let room = append_max.min(inflight_max - inflight);
+                (next.prev(), Index(last.0.min(next.0 + room - 1)))
+            } else if !sent && wants_contact {
+                // A heartbeat. With entries in flight it checks only what is known
+                // to match, so it does not disturb the pipeline; otherwise it
+                // probes the position the next entries would follow.
+                let prev_index = if inflight > 0 {
+                    progress.match_index
+                } else {
+                    next.prev()
+                };
+                (prev_index, prev_index)
+            } else {
+                break;
+            };
+            if can_send_entries {
+                progress.next_index = through.next();
+            }
+            progress.contact_due = false;
+            progress.commit_sent = commit;
+            let prev_term = self
+                .term_at(prev_index)
+                .expect("a leader holds every entry after its log start");
+            let entries: Vec<(Term, EntryOf<M>)> = if through > prev_index {
+                self.storage
+                    .get_range(&(prev_index.next()..=through))
+                    .into_iter()
+                    .map(|(term, _, entry)| (term, entry))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            self.outbox.push((
+                peer,
+                Message::AppendEntries {
+                    term,
+                    prev: Cursor::new(prev_term, prev_index),
+                    entries,
+                    leader_commit: commit,
+                    read_round,
+                },
+            ));
+            sent = true;
+        }
+    }
+
+    /// The follower's side of AppendEntries (§5.3).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_append_entries(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        term: Term,
+        prev: Cursor,
+        entries: Vec<(Term, EntryOf<M>)>,
+        leader_commit: Index,
+        read_round: u64,
+    ) {
+        debug_assert_eq!(term, self.hard_state.current_term);
+        if self.role == Role::Leader {
+            // Two leaders in one term cannot happen among correct nodes.
+            tracing::error!(node = %self.id, %from, %term, "AppendEntries from another leader of my term dropped");
+            return;
+        }
+        if self.role != Role::Follower || self.leader != Some(from) {
+            self.become_follower(now, term, Some(from));
+        }
+        self.leader_heard_at = Some(now);
+        self.reset_election_deadline(now);
+
+        let result = match self.check_prev(prev) {
+            Err(hint) => Err(hint),
+            Ok(()) => Ok(self.merge_entries(prev, entries)),
+        };
+        if let Ok(last_new) = result {
+            // Only entries known to match the leader's may be marked committed.
+            let commit = leader_commit.min(last_new);
+            if commit > self.commit_index {
+                self.commit_index = commit;
+            }
+        }
+        self.send(
+            from,
+            Message::AppendEntriesResponse {
+                term,
+                read_round,
+                result,
+            },
+        );
+    }
+
+    /// The log matching check: does this log hold `prev`? Entries up to the commit
+    /// index match any leader's (§5.4.3), so they pass without a look.
+    pub(super) fn check_prev(&self, prev: Cursor) -> Result<(), ConflictHint> {
+        if prev.index() <= self.commit_index {
+            return Ok(());
+        }
+        if prev.index() > self.last_log.index() {
+            return Err(ConflictHint {
+                next_index: self.last_log.index().next(),
+                conflict_term: None,
+            });
+        }
+        let ours = self.term_at(prev.index());
+        if ours == Some(prev.term()) {
+            return Ok(());
+        }
+        let Some(conflict_term) = ours else {
+            return Err(ConflictHint {
+                next_index: self.commit_index.next(),
+                conflict_term: None,
+            });
+        };
+        // Skip back over every entry of the conflicting term in one step.
+        let mut first = prev.index();
+        while first.prev() > self.commit_index && self.term_at(first.prev()) == Some(conflict_term)
+        {
+            first = first.prev();
+        }
+        Err(ConflictHint {
+            next_index: first,
+            conflict_term: Some(conflict_term),
+        })
+    }
+
+    /// Merges entries that follow a matching `prev` into the log: skips what it
+    /// already holds, truncates at the first conflict, appends the rest. Returns
+    /// the index of the last entry the message covered.
+    pub(super) fn merge_entries(
+        &mut self,
+        prev: Cursor,
+        entries: Vec<(Term, EntryOf<M>)>,
+    ) -> Index {
+        let mut index = prev.index();
+        let mut appending = false;
+        for (term, entry) in entries {
+            index = index.next();
+            if !appending {
+                if index <= self.commit_index {
+                    continue;
+                }
+                if index <= self.last_log.index() {
+                    if self.term_at(index) == Some(term) {
+                        continue;
+                    }
+                    // A conflicting entry is never committed: commit index < index.
+                    assert!(
+                        index > self.commit_index,
+                        "truncating committed entry {index} (commit {})",
+                        self.commit_index
+                    );
+                    tracing::debug!(node = %self.id, %index, "conflicting suffix truncated");
+                    self.storage.truncate(index);
+                    self.synced_last = self.synced_last.min(index.prev());
+                }
+                appending = true;
+            }
+            let appended = self.storage.append(entry, term);
+            debug_assert_eq!(appended, index);
+            self.last_log = Cursor::new(term, appended);
+            self.mark_dirty();
+        }
+        if appending {
+            self.last_log = self.storage.last();
+        }
+        index
+    }
+
+    /// The leader's side of an AppendEntries response.
+    pub(super) fn on_append_entries_response(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        term: Term,
+        read_round: u64,
+        result: Result<Index, ConflictHint>,
+    ) {
+        if self.role != Role::Leader || term != self.hard_state.current_term {
+            return;
+        }
+        let last = self.last_log.index();
+        let rewind = match result {
+            Ok(_) => None,
+            Err(hint) => Some(self.rewind_target(hint)),
+        };
+        let state = self
+            .leader_state
+            .as_mut()
+            .expect("a leader has leader state");
+        let Some(progress) = state.progress.get_mut(&from) else {
+            return;
+        };
+        progress.last_heard = Some(now);
+        progress.acked_round = progress.acked_round.max(read_round.min(state.read_round));
+        match (result, rewind) {
+            (Ok(match_index), _) => {
+                let match_index = match_index.min(last);
+                if match_index > progress.match_index {
+                    progress.match_index = match_index;
+                }
+                if progress.next_index <= progress.match_index {
+                    progress.next_index = progress.match_index.next();
+                }
+            }
+            (Err(_), Some(target)) => {
+                // Never below what is known to match, never past the end.
+                let target = target.max(progress.match_index.next()).min(last.next());
+                if target < progress.next_index {
+                    progress.next_index = target;
+                }
+                // A refused probe means the follower's log is unknown: resend.
+                progress.contact_due = true;
+            }
+            (Err(_), None) => unreachable!("a refusal always has a rewind target"),
+        }
+        self.confirm_reads();
+    }
+
+    /// Where to resume sending after a refusal: past the leader's last entry of the
+    /// follower's conflicting term if the leader has that term, else the
+    /// follower's hint.
+    fn rewind_target(&self, hint: ConflictHint) -> Index {
+        let Some(conflict_term) = hint.conflict_term else {
+            return hint.next_index;
+        };
+        let floor = self.commit_index.min(hint.next_index);
+        let mut index = self.last_log.index().min(Index(
+            hint.next_index
+                .0
+                .saturating_add(self.options.inflight_entries_max as u64),
+        ));
+        while index > floor {
+            match self.term_at(index) {
+                Some(term) if term == conflict_term => return index.next(),
+                Some(term) if term < conflict_term => break,
+                _ => index = index.prev(),
+            }
+        }
+        hint.next_index
+    }
+
+    /// Commits the highest index a quorum holds, if it is of the current term
+    /// (§5.4.2: entries of earlier terms commit only through a later one). The
+    /// leader counts itself for the entries it has synced. Returns whether the
+    /// commit index moved.
+    pub(super) fn advance_commit(&mut self) -> bool {
+        let Some(state) = &self.leader_state else {
+            return false;
+        };
+        let mut matched: Vec<Index> = state
+            .progress
+            .values()
+            .map(|progress| progress.match_index)
+            .collect();
+        matched.push(self.synced_index());
+        let candidate = quorum_match_index(&mut matched, self.config.quorum());
+        if candidate <= self.commit_index {
+            return false;
+        }
+        if self.term_at(candidate) != Some(self.hard_state.current_term) {
+            return false;
+        }
+        self.commit_index = candidate;
+        true
+    }
+
+    /// The last index known durable here: everything when no write is pending.
+    fn synced_index(&self) -> Index {
+        if self.dirty {
+            self.synced_last
+        } else {
+            self.last_log.index()
+        }
+    }
+}
+
+/// The highest index held by at least `quorum` of the `matched` indexes.
+pub(crate) fn quorum_match_index(matched: &mut [Index], quorum: usize) -> Index {
+    debug_assert!(quorum >= 1 && quorum <= matched.len());
+    matched.sort_unstable_by(|a, b| b.cmp(a));
+    matched[quorum - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorum_match_index_takes_the_majority_position() {
+        let mut matched = [Index(5), Index(9), Index(7)];
+        assert_eq!(quorum_match_index(&mut matched, 2), Index(7));
+        let mut matched = [Index(1), Index(9), Index(9), Index(2), Index(3)];
+        assert_eq!(quorum_match_index(&mut matched, 3), Index(3));
+    }
+}
