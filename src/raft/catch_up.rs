@@ -7,7 +7,7 @@
 //! own committed prefix), so a replayed entry can never conflict with a committed
 //! one.
 
-use super::message::{ConflictHint, Message};
+use super::message::Message;
 use super::node::{CatchUpState, EntryOf, Expiring, Node, Role};
 use crate::env::Instant;
 use crate::id::PeerId;
@@ -50,16 +50,14 @@ where
         }
         self.leader_heard_at = Some(now);
         self.reset_election_deadline(now);
-        // Report where this log ends, so the leader resumes once it holds the rest.
+        // The committed prefix matches every leader's log (Leader Completeness):
+        // report it, so the leader resumes sending once it holds the rest.
         self.send(
             from,
             Message::AppendEntriesResponse {
                 term,
                 read_round: 0,
-                result: Err(ConflictHint {
-                    next_index: self.last_log.index().next(),
-                    conflict_term: None,
-                }),
+                result: Ok(self.commit_index),
             },
         );
         let behind = self.commit_index < leader_log_start.index().min(leader_commit);

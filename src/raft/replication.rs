@@ -193,11 +193,20 @@ where
 
         let result = match self.check_prev(prev) {
             Err(hint) => Err(hint),
-            Ok(()) => Ok(self.merge_entries(prev, entries)),
+            Ok(()) => {
+                let last_new = self.merge_entries(prev, entries);
+                // Entries of the leader's own term came from that leader, so by the
+                // Log Matching property the log matches it through its last one.
+                if self.last_log.term() == term {
+                    Ok(last_new.max(self.last_log.index()))
+                } else {
+                    Ok(last_new)
+                }
+            }
         };
-        if let Ok(last_new) = result {
+        if let Ok(matched) = result {
             // Only entries known to match the leader's may be marked committed.
-            let commit = leader_commit.min(last_new);
+            let commit = leader_commit.min(matched);
             if commit > self.commit_index {
                 self.commit_index = commit;
             }
@@ -331,8 +340,6 @@ where
                 if target < progress.next_index {
                     progress.next_index = target;
                 }
-                // A refused probe means the follower's log is unknown: resend.
-                progress.contact_due = true;
             }
             (Err(_), None) => unreachable!("a refusal always has a rewind target"),
         }

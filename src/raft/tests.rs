@@ -1,1 +1,944 @@
+//! Engine tests: 3- and 5-node groups driven by hand, message by message, with no
+//! simulator. Each test names the Raft property (and paper section) it guards.
 
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::*;
+use crate::env::{Instant, TimerKind, derive_entropy};
+use crate::id::{PeerId, UniqueId};
+use crate::log::{CrashOutcome, Cursor, InMemoryLogStore, Index, Storage, Term};
+use crate::machine::{ApplyContext, LeadershipPreference, LogReplaySync, NoOp, StateMachine};
+
+/// What a [`Recorder`] saw in one `apply_batch` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AppliedBatch {
+    committed: Cursor,
+    log_position: Cursor,
+    term: Term,
+    commands: Vec<u64>,
+}
+
+/// A machine that records every batch it applies; its state is the sum.
+#[derive(Debug, Clone, Default)]
+struct Recorder {
+    batches: Vec<AppliedBatch>,
+    sum: u64,
+    preference: LeadershipPreference,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Read {
+    Sum,
+}
+
+impl StateMachine for Recorder {
+    type Command = u64;
+    type Query = Read;
+    type QueryResult = u64;
+    type StateSync = LogReplaySync<Self>;
+
+    fn signature(&self) -> UniqueId {
+        UniqueId::from("recorder_v1")
+    }
+
+    fn apply(&mut self, command: u64, _ctx: &dyn ApplyContext) {
+        self.sum += command;
+    }
+
+    fn apply_batch(&mut self, commands: impl IntoIterator<Item = u64>, ctx: &dyn ApplyContext) {
+        let commands: Vec<u64> = commands.into_iter().collect();
+        self.sum += commands.iter().sum::<u64>();
+        self.batches.push(AppliedBatch {
+            committed: ctx.committed(),
+            log_position: ctx.log_position(),
+            term: ctx.current_term(),
+            commands,
+        });
+    }
+
+    fn query(&self, _query: Read) -> u64 {
+        self.sum
+    }
+
+    fn state_sync(&self) -> LogReplaySync<Self> {
+        LogReplaySync::default()
+    }
+
+    fn leadership_preference(&self) -> LeadershipPreference {
+        self.preference
+    }
+}
+
+type Store<M> = InMemoryLogStore<EntryOf<M>>;
+
+/// A group of engines and the messages between them, stepped by hand.
+struct Cluster<M: StateMachine> {
+    nodes: BTreeMap<PeerId, Node<M, Store<M>>>,
+    /// Storage of crashed nodes, kept for their restart.
+    crashed: BTreeMap<PeerId, Store<M>>,
+    config: GroupConfig,
+    options: NodeOptions,
+    make_machine: Box<dyn Fn(PeerId) -> M>,
+    now: Instant,
+    in_flight: VecDeque<(PeerId, PeerId, Message<M::Command>)>,
+    /// Links that drop messages, in both directions.
+    cut: BTreeSet<(PeerId, PeerId)>,
+    proposal_outcomes: Vec<(PeerId, ProposalId, ProposalOutcome)>,
+    query_outcomes: Vec<(
+        PeerId,
+        QueryId,
+        Result<QueryAnswer<M::QueryResult>, QueryError>,
+    )>,
+    next_sequence: u64,
+}
+
+impl Cluster<Recorder> {
+    fn recorders(count: u64) -> Self {
+        Self::with(count, NodeOptions::default(), |_| Recorder::default())
+    }
+}
+
+impl<M: StateMachine> Cluster<M> {
+    fn with(
+        count: u64,
+        options: NodeOptions,
+        make_machine: impl Fn(PeerId) -> M + 'static,
+    ) -> Self {
+        let config = GroupConfig::with_voter_count(count);
+        let mut cluster = Self {
+            nodes: BTreeMap::new(),
+            crashed: BTreeMap::new(),
+            config,
+            options,
+            make_machine: Box::new(make_machine),
+            now: Instant::ZERO,
+            in_flight: VecDeque::new(),
+            cut: BTreeSet::new(),
+            proposal_outcomes: Vec::new(),
+            query_outcomes: Vec::new(),
+            next_sequence: 0,
+        };
+        for id in 1..=count {
+            cluster.start(PeerId(id), Store::<M>::default());
+        }
+        cluster
+    }
+
+    fn start(&mut self, id: PeerId, storage: Store<M>) {
+        let node = Node::new(
+            id,
+            self.config.clone(),
+            self.options.clone(),
+            (self.make_machine)(id),
+            storage,
+            derive_entropy(7, &format!("node-{}", id.0)),
+            self.now,
+        )
+        .expect("valid test configuration");
+        self.nodes.insert(id, node);
+    }
+
+    fn node(&self, id: u64) -> &Node<M, Store<M>> {
+        &self.nodes[&PeerId(id)]
+    }
+
+    fn status(&self, id: u64) -> Status {
+        self.node(id).status()
+    }
+
+    fn leaders(&self) -> Vec<PeerId> {
+        self.nodes
+            .values()
+            .filter(|node| node.status().role == Role::Leader)
+            .map(|node| node.id())
+            .collect()
+    }
+
+    fn advance(&mut self, duration: Duration) {
+        self.now = self.now + duration;
+    }
+
+    /// Flushes a node and routes its effects.
+    fn flush(&mut self, id: PeerId) {
+        let mut effects = Vec::new();
+        let node = self.nodes.get_mut(&id).expect("a running node");
+        node.flush(self.now, &mut effects)
+            .expect("memory storage never fails");
+        node.check_invariants()
+            .expect("invariants hold after flush");
+        for effect in effects {
+            match effect {
+                Effect::Send { to, message } => self.in_flight.push_back((id, to, message)),
+                Effect::ProposalOutcome {
+                    id: proposal,
+                    outcome,
+                } => {
+                    self.proposal_outcomes.push((id, proposal, outcome));
+                }
+                Effect::QueryOutcome { id: query, outcome } => {
+                    self.query_outcomes.push((id, query, outcome));
+                }
+                Effect::SetTimer { .. } | Effect::ProposalAccepted { .. } => {}
+            }
+        }
+    }
+
+    fn blocked(&self, from: PeerId, to: PeerId) -> bool {
+        !self.nodes.contains_key(&from)
+            || !self.nodes.contains_key(&to)
+            || self.cut.contains(&(from, to))
+            || self.cut.contains(&(to, from))
+    }
+
+    /// Delivers messages (and everything they cause) until none is left.
+    fn deliver_all(&mut self) {
+        let mut delivered = 0;
+        while let Some((from, to, message)) = self.in_flight.pop_front() {
+            delivered += 1;
+            assert!(delivered < 100_000, "messages never stop");
+            if self.blocked(from, to) {
+                continue;
+            }
+            self.nodes
+                .get_mut(&to)
+                .expect("checked")
+                .on_message(self.now, from, message);
+            self.flush(to);
+        }
+    }
+
+    /// Delivers only the messages `keep` selects; the rest are dropped.
+    fn deliver_only(&mut self, keep: impl Fn(PeerId, PeerId, &Message<M::Command>) -> bool) {
+        let batch: Vec<_> = self.in_flight.drain(..).collect();
+        for (from, to, message) in batch {
+            if keep(from, to, &message) && !self.blocked(from, to) {
+                self.nodes
+                    .get_mut(&to)
+                    .expect("checked")
+                    .on_message(self.now, from, message);
+                self.flush(to);
+            }
+        }
+    }
+
+    /// Makes `id`'s election timer fire now (without moving time, so other nodes'
+    /// view of their leader's lease is unchanged) and delivers everything.
+    fn campaign(&mut self, id: u64) {
+        self.start_campaign(id);
+        self.deliver_all();
+    }
+
+    /// Fires `id`'s election timer now; delivers nothing.
+    fn start_campaign(&mut self, id: u64) {
+        let id = PeerId(id);
+        let node = self.nodes.get_mut(&id).expect("a running node");
+        node.election_deadline = self.now;
+        node.on_timer(self.now, TimerKind::Election);
+        self.flush(id);
+    }
+
+    /// Campaigns until `id` leads (a campaign can first just raise its term).
+    fn campaign_until_leader(&mut self, id: u64) {
+        for _ in 0..4 {
+            self.campaign(id);
+            if self.status(id).role == Role::Leader {
+                return;
+            }
+        }
+        panic!("n{id} did not become leader: {:?}", self.status(id));
+    }
+
+    /// Fires every leader's heartbeat timer, then delivers only what `keep`
+    /// selects until nothing is left.
+    fn heartbeat_only(&mut self, keep: impl Fn(PeerId, PeerId, &Message<M::Command>) -> bool) {
+        self.advance(self.config.heartbeat_interval);
+        for id in self.leaders() {
+            let node = self.nodes.get_mut(&id).expect("a leader runs");
+            node.on_timer(self.now, TimerKind::Heartbeat);
+            self.flush(id);
+        }
+        while !self.in_flight.is_empty() {
+            self.deliver_only(&keep);
+        }
+    }
+
+    /// Fires the heartbeat timer of every leader and delivers.
+    fn heartbeat(&mut self) {
+        self.advance(self.config.heartbeat_interval);
+        for id in self.leaders() {
+            self.nodes
+                .get_mut(&id)
+                .expect("a leader runs")
+                .on_timer(self.now, TimerKind::Heartbeat);
+            self.flush(id);
+        }
+        self.deliver_all();
+    }
+
+    /// Lets long enough pass that no follower still trusts an old leader.
+    fn wait_out_leases(&mut self) {
+        self.advance(self.config.election_timeout_max * 4);
+    }
+
+    fn propose(&mut self, id: u64, command: M::Command) -> ProposalId {
+        self.next_sequence += 1;
+        let proposal_id = ProposalId {
+            client: ClientId(1),
+            sequence: self.next_sequence,
+        };
+        self.propose_with_id(id, proposal_id, command);
+        proposal_id
+    }
+
+    fn propose_with_id(&mut self, id: u64, proposal_id: ProposalId, command: M::Command) {
+        let node = self.nodes.get_mut(&PeerId(id)).expect("a running node");
+        node.propose(
+            self.now,
+            Proposal {
+                id: proposal_id,
+                command,
+                settled_below: 1,
+            },
+        );
+        self.flush(PeerId(id));
+    }
+
+    fn query(&mut self, id: u64, query_id: QueryId, query: M::Query, consistency: Consistency) {
+        let node = self.nodes.get_mut(&PeerId(id)).expect("a running node");
+        node.query(self.now, query_id, query, consistency);
+        self.flush(PeerId(id));
+    }
+
+    fn outcomes_of(&self, proposal: ProposalId) -> Vec<&ProposalOutcome> {
+        self.proposal_outcomes
+            .iter()
+            .filter(|(_, id, _)| *id == proposal)
+            .map(|(_, _, outcome)| outcome)
+            .collect()
+    }
+
+    /// Stops a node; its storage keeps only what was synced.
+    fn crash(&mut self, id: u64) {
+        let node = self.nodes.remove(&PeerId(id)).expect("a running node");
+        let mut storage = node.into_storage();
+        storage.crash(CrashOutcome::LoseUnsynced);
+        self.crashed.insert(PeerId(id), storage);
+    }
+
+    fn restart(&mut self, id: u64) {
+        let storage = self.crashed.remove(&PeerId(id)).expect("a crashed node");
+        self.start(PeerId(id), storage);
+    }
+
+    /// Cuts every link between `id` and the others.
+    fn isolate(&mut self, id: u64) {
+        for other in self.config.voters.clone() {
+            if other != PeerId(id) {
+                self.cut.insert((PeerId(id), other));
+            }
+        }
+    }
+
+    fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    fn log_terms(&self, id: u64) -> Vec<u64> {
+        let storage = self.node(id).storage();
+        storage
+            .get_range(&(Index(1)..=storage.last().index()))
+            .into_iter()
+            .map(|(term, _, _)| term.0)
+            .collect()
+    }
+}
+
+/// Elects node `id` in a fresh cluster and checks it is the only leader.
+fn elected(count: u64, id: u64) -> Cluster<Recorder> {
+    let mut cluster = Cluster::recorders(count);
+    cluster.campaign(id);
+    assert_eq!(cluster.leaders(), vec![PeerId(id)]);
+    cluster
+}
+
+#[test]
+fn election_three_nodes_elects_exactly_one_leader() {
+    // §5.2: a candidate with votes from a majority becomes leader.
+    let cluster = elected(3, 1);
+    for id in 1..=3 {
+        assert_eq!(cluster.status(id).term, Term(1));
+        assert_eq!(cluster.status(id).leader, Some(PeerId(1)));
+    }
+    assert_eq!(
+        cluster.status(1).commit_index,
+        Index(1),
+        "the blank entry commits"
+    );
+}
+
+#[test]
+fn election_five_nodes_elects_exactly_one_leader() {
+    let mut cluster = elected(5, 3);
+    cluster.heartbeat();
+    assert_eq!(cluster.leaders(), vec![PeerId(3)]);
+    for id in 1..=5 {
+        assert_eq!(cluster.status(id).applied.index(), Index(1));
+    }
+}
+
+#[test]
+fn minority_partition_cannot_elect_or_commit() {
+    // Quorums are majorities of the configured voters: two of five never suffice.
+    let mut cluster = elected(5, 1);
+    for (a, b) in [(1, 3), (1, 4), (1, 5), (2, 3), (2, 4), (2, 5)] {
+        cluster.cut.insert((PeerId(a), PeerId(b)));
+    }
+    let proposal = cluster.propose(1, 7);
+    cluster.deliver_all();
+    cluster.heartbeat();
+    assert!(cluster.outcomes_of(proposal).is_empty());
+    assert_eq!(cluster.status(1).commit_index, Index(1));
+    cluster.wait_out_leases();
+    cluster.campaign(2);
+    assert_ne!(cluster.status(2).role, Role::Leader);
+}
+
+#[test]
+fn reelection_after_the_leader_stops() {
+    let mut cluster = elected(3, 1);
+    cluster.crash(1);
+    // While the old leader's lease is fresh, pre-votes are refused.
+    cluster.campaign(2);
+    assert_ne!(cluster.status(2).role, Role::Leader);
+    cluster.wait_out_leases();
+    cluster.campaign(2);
+    assert_eq!(cluster.leaders(), vec![PeerId(2)]);
+    assert!(cluster.status(2).term > Term(1));
+    // The old leader comes back as a follower of the new term.
+    cluster.restart(1);
+    cluster.heartbeat();
+    assert_eq!(cluster.status(1).role, Role::Follower);
+    assert_eq!(cluster.status(1).leader, Some(PeerId(2)));
+}
+
+#[test]
+fn a_rejoining_node_does_not_depose_a_healthy_leader() {
+    // Pre-vote (thesis §9.6): the isolated node's campaigns raise no term.
+    let mut cluster = elected(3, 1);
+    cluster.isolate(3);
+    for _ in 0..5 {
+        for _ in 0..20 {
+            cluster.heartbeat();
+        }
+        cluster.campaign(3);
+    }
+    assert_eq!(cluster.status(3).term, Term(1), "pre-votes change no term");
+    cluster.heal();
+    cluster.campaign(3);
+    cluster.heartbeat();
+    assert_eq!(cluster.leaders(), vec![PeerId(1)]);
+    assert_eq!(cluster.status(1).term, Term(1));
+}
+
+#[test]
+fn a_divergent_uncommitted_tail_is_repaired() {
+    // §5.3: the leader forces a follower's conflicting entries out.
+    let mut cluster = elected(3, 1);
+    cluster.isolate(1);
+    for value in [10, 11, 12] {
+        cluster.propose(1, value);
+    }
+    cluster.deliver_all();
+    assert_eq!(cluster.log_terms(1), vec![1, 1, 1, 1]);
+    cluster.wait_out_leases();
+    cluster.campaign(2);
+    assert_eq!(cluster.status(2).role, Role::Leader);
+    let committed = cluster.propose(2, 20);
+    cluster.deliver_all();
+    assert_eq!(
+        cluster.outcomes_of(committed),
+        vec![&ProposalOutcome::Committed { index: Index(3) }]
+    );
+    cluster.heal();
+    cluster.heartbeat();
+    cluster.heartbeat();
+    assert_eq!(cluster.status(1).role, Role::Follower);
+    assert_eq!(cluster.log_terms(1), cluster.log_terms(2));
+    assert_eq!(cluster.log_terms(1), vec![1, 2, 2]);
+    assert_eq!(
+        cluster.node(1).machine().sum,
+        20,
+        "10, 11, 12 never applied"
+    );
+}
+
+#[test]
+fn figure_8_an_earlier_terms_entry_is_not_committed_by_counting() {
+    // §5.4.2, Figure 8: an entry of an earlier term stored on a majority may still
+    // be overwritten, so a leader must not commit it by counting replicas.
+    let options = NodeOptions {
+        append_entries_max: 1,
+        ..NodeOptions::default()
+    };
+    let mut cluster = Cluster::with(5, options, |_| Recorder::default());
+    // (a) S1 leads term 1 and gets its entry (index 2) to S2 only.
+    cluster.campaign(1);
+    cluster.heartbeat();
+    cluster.cut.extend([
+        (PeerId(1), PeerId(3)),
+        (PeerId(1), PeerId(4)),
+        (PeerId(1), PeerId(5)),
+    ]);
+    cluster.propose(1, 100);
+    cluster.deliver_all();
+    assert_eq!(cluster.log_terms(2), vec![1, 1]);
+    assert_eq!(cluster.status(1).commit_index, Index(1));
+    // (b) S1 crashes; S5 wins term 2 with S3 and S4; its entries (the blank at
+    // index 2 and a command at 3) stay on S5 alone.
+    cluster.crash(1);
+    cluster.heal();
+    cluster.isolate(2);
+    cluster.wait_out_leases();
+    cluster.start_campaign(5);
+    let not_from_5 = |from: PeerId, _: PeerId, message: &Message<u64>| {
+        from != PeerId(5) || !matches!(message, Message::AppendEntries { .. })
+    };
+    while !cluster.in_flight.is_empty() {
+        cluster.deliver_only(not_from_5);
+    }
+    assert_eq!(cluster.status(5).role, Role::Leader);
+    assert_eq!(cluster.status(5).term, Term(2));
+    cluster.isolate(5);
+    cluster.propose(5, 500);
+    cluster.deliver_all();
+    assert_eq!(cluster.log_terms(5), vec![1, 2, 2]);
+    assert_eq!(cluster.log_terms(3), vec![1]);
+    // (c) S5 crashes; S1 restarts and wins term 3 with S2 and S3, then gets its
+    // term-1 entry at index 2 onto S3: a majority (S1, S2, S3) holds it.
+    cluster.crash(5);
+    cluster.restart(1);
+    cluster.heal();
+    cluster.isolate(4);
+    cluster.wait_out_leases();
+    // Deliver AppendEntries only up to index 2 (append_entries_max is 1), so
+    // S1's own blank of term 3 (index 3) reaches no one.
+    let up_to_index_2 = |_: PeerId, _: PeerId, message: &Message<u64>| match message {
+        Message::AppendEntries { prev, entries, .. } => {
+            entries.is_empty() || prev.index() < Index(2)
+        }
+        _ => true,
+    };
+    while cluster.status(1).role != Role::Leader {
+        cluster.start_campaign(1);
+        while !cluster.in_flight.is_empty() {
+            cluster.deliver_only(up_to_index_2);
+        }
+    }
+    assert_eq!(cluster.status(1).term, Term(3));
+    for _ in 0..6 {
+        cluster.heartbeat_only(up_to_index_2);
+    }
+    assert_eq!(cluster.log_terms(3), vec![1, 1]);
+    assert_eq!(cluster.log_terms(2), vec![1, 1]);
+    let leader_state = cluster.node(1).leader_state.as_ref().unwrap();
+    assert_eq!(leader_state.progress[&PeerId(2)].match_index, Index(2));
+    assert_eq!(leader_state.progress[&PeerId(3)].match_index, Index(2));
+    assert!(
+        cluster.status(1).commit_index < Index(2),
+        "index 2 (term 1) sits on a majority but must not be committed by counting"
+    );
+    // (d) S1 crashes; S5 restarts and, with the most up-to-date log (last term 2),
+    // wins with S2, S3 and S4, overwriting index 2 everywhere. Had index 2 been
+    // committed, a committed entry would now be lost.
+    cluster.crash(1);
+    cluster.restart(5);
+    cluster.heal();
+    cluster.wait_out_leases();
+    cluster.campaign_until_leader(5);
+    cluster.heartbeat();
+    cluster.heartbeat();
+    for id in [2, 3, 4, 5] {
+        assert_eq!(
+            cluster.node(id).machine().sum,
+            500,
+            "node {id} applied term 2's entry"
+        );
+    }
+}
+
+#[test]
+fn a_candidate_with_a_stale_log_gets_no_vote() {
+    // §5.4.1: votes go only to candidates at least as up to date.
+    let mut cluster = elected(3, 1);
+    cluster.isolate(3);
+    cluster.propose(1, 5);
+    cluster.deliver_all();
+    assert_eq!(cluster.status(2).last_log.index(), Index(2));
+    assert_eq!(cluster.status(3).last_log.index(), Index(1));
+    cluster.crash(1);
+    cluster.heal();
+    cluster.wait_out_leases();
+    cluster.campaign(3);
+    assert_ne!(cluster.status(3).role, Role::Leader);
+    // Even without pre-vote, a direct RequestVote from the stale node is refused.
+    let term = cluster.status(2).term.next();
+    let node2 = cluster.nodes.get_mut(&PeerId(2)).unwrap();
+    node2.on_message(
+        cluster.now,
+        PeerId(3),
+        Message::RequestVote {
+            term,
+            last_log: Cursor::new(Term(1), Index(1)),
+        },
+    );
+    cluster.flush(PeerId(2));
+    let reply = cluster.in_flight.pop_back().expect("a reply");
+    assert_eq!(
+        reply,
+        (
+            PeerId(2),
+            PeerId(3),
+            Message::RequestVoteResponse {
+                term,
+                granted: false
+            }
+        )
+    );
+}
+
+#[test]
+fn a_restarted_node_keeps_its_term_and_vote() {
+    // Hard state is synced before the vote leaves, so a crash cannot undo it.
+    let mut cluster = elected(3, 1);
+    let voted = cluster.node(2).hard_state();
+    assert_eq!(voted.voted_for, Some(PeerId(1)));
+    cluster.crash(2);
+    cluster.restart(2);
+    assert_eq!(cluster.node(2).hard_state(), voted);
+    // A second candidate in the same term is refused.
+    let node2 = cluster.nodes.get_mut(&PeerId(2)).unwrap();
+    node2.on_message(
+        cluster.now,
+        PeerId(3),
+        Message::RequestVote {
+            term: voted.current_term,
+            last_log: Cursor::new(Term(9), Index(9)),
+        },
+    );
+    cluster.flush(PeerId(2));
+    let (_, _, reply) = cluster.in_flight.pop_back().expect("a reply");
+    assert_eq!(
+        reply,
+        Message::RequestVoteResponse {
+            term: voted.current_term,
+            granted: false
+        }
+    );
+}
+
+#[test]
+fn strong_read_on_a_deposed_leader_is_not_answered() {
+    // Thesis §6.4: a leader confirms its leadership before serving a read.
+    let mut cluster = elected(3, 1);
+    cluster.propose(1, 1);
+    cluster.deliver_all();
+    cluster.isolate(1);
+    cluster.wait_out_leases();
+    cluster.campaign(2);
+    cluster.propose(2, 41);
+    cluster.deliver_all();
+    assert_eq!(cluster.node(2).machine().sum, 42);
+    // Node 1 may still believe it leads; its strong read must not return 1.
+    cluster.query(1, 7, Read::Sum, Consistency::Strong);
+    cluster.deliver_all();
+    cluster.advance(cluster.options.query_timeout);
+    let node1 = cluster.nodes.get_mut(&PeerId(1)).unwrap();
+    node1.on_timer(cluster.now, TimerKind::Expiry);
+    cluster.flush(PeerId(1));
+    let answers: Vec<_> = cluster
+        .query_outcomes
+        .iter()
+        .filter(|(node, id, _)| *node == PeerId(1) && *id == 7)
+        .collect();
+    assert_eq!(answers.len(), 1, "reported exactly once");
+    assert!(
+        answers[0].2.is_err(),
+        "stale read served: {:?}",
+        answers[0].2
+    );
+}
+
+#[test]
+fn strong_reads_on_leader_and_follower_see_committed_writes() {
+    let mut cluster = elected(3, 1);
+    cluster.propose(2, 5);
+    cluster.deliver_all();
+    cluster.query(1, 1, Read::Sum, Consistency::Strong);
+    cluster.query(3, 2, Read::Sum, Consistency::Strong);
+    cluster.deliver_all();
+    cluster.heartbeat();
+    let results: Vec<u64> = cluster
+        .query_outcomes
+        .iter()
+        .map(|(_, _, outcome)| outcome.as_ref().expect("answered").result)
+        .collect();
+    assert_eq!(results, vec![5, 5]);
+}
+
+#[test]
+fn weak_read_answers_locally_with_its_position() {
+    let mut cluster = elected(3, 1);
+    cluster.heartbeat();
+    cluster.isolate(3);
+    cluster.propose(1, 9);
+    cluster.deliver_all();
+    cluster.query(3, 1, Read::Sum, Consistency::Weak);
+    let (_, _, outcome) = cluster.query_outcomes.last().unwrap();
+    let answer = outcome.as_ref().unwrap();
+    assert_eq!(answer.result, 0);
+    assert_eq!(
+        answer.position.index(),
+        Index(1),
+        "reflects only the blank entry"
+    );
+}
+
+#[test]
+fn an_observer_never_becomes_candidate() {
+    let mut cluster = Cluster::with(3, NodeOptions::default(), |id| Recorder {
+        preference: if id == PeerId(3) {
+            LeadershipPreference::Observer
+        } else {
+            LeadershipPreference::Normal
+        },
+        ..Recorder::default()
+    });
+    for _ in 0..10 {
+        cluster.wait_out_leases();
+        cluster.campaign(3);
+        assert_eq!(cluster.status(3).role, Role::Follower);
+        assert_eq!(cluster.status(3).term, Term(0));
+    }
+    // It still votes and replicates.
+    cluster.campaign(1);
+    assert_eq!(cluster.leaders(), vec![PeerId(1)]);
+    cluster.propose(3, 4);
+    cluster.deliver_all();
+    cluster.heartbeat();
+    assert_eq!(cluster.node(3).machine().sum, 4);
+}
+
+#[test]
+fn a_reluctant_node_waits_longer() {
+    let make = |preference| Recorder {
+        preference,
+        ..Recorder::default()
+    };
+    let normal = Cluster::with(3, NodeOptions::default(), move |_| {
+        make(LeadershipPreference::Normal)
+    });
+    let reluctant = Cluster::with(3, NodeOptions::default(), move |_| {
+        make(LeadershipPreference::Reluctant { factor: 5 })
+    });
+    let max = normal.config.election_timeout_max;
+    for id in 1..=3 {
+        assert!(normal.node(id).election_deadline < Instant::ZERO + max);
+        assert!(reluctant.node(id).election_deadline >= Instant::ZERO + max * 2);
+    }
+}
+
+#[test]
+fn an_all_observer_group_is_refused() {
+    let config = GroupConfig::with_voter_count(1);
+    let machine = Recorder {
+        preference: LeadershipPreference::Observer,
+        ..Recorder::default()
+    };
+    let refused = Node::new(
+        PeerId(1),
+        config,
+        NodeOptions::default(),
+        machine,
+        Store::<Recorder>::default(),
+        derive_entropy(1, "node"),
+        Instant::ZERO,
+    );
+    assert_eq!(refused.err(), Some(ConfigError::NoCandidate));
+}
+
+#[test]
+fn a_noop_group_elects_a_leader() {
+    let mut cluster = Cluster::with(3, NodeOptions::default(), |_| NoOp);
+    cluster.campaign(2);
+    assert_eq!(cluster.leaders(), vec![PeerId(2)]);
+    cluster.heartbeat();
+    for id in 1..=3 {
+        assert_eq!(cluster.status(id).leader, Some(PeerId(2)));
+    }
+}
+
+#[test]
+fn a_single_voter_group_leads_and_commits_alone() {
+    let mut cluster = elected(1, 1);
+    let proposal = cluster.propose(1, 3);
+    assert_eq!(
+        cluster.outcomes_of(proposal),
+        vec![&ProposalOutcome::Committed { index: Index(2) }]
+    );
+}
+
+#[test]
+fn apply_batch_sees_correct_apply_context() {
+    let mut cluster = elected(3, 1);
+    // Three proposals before one flush form one batch at indexes 2..=4.
+    let node1 = cluster.nodes.get_mut(&PeerId(1)).unwrap();
+    for sequence in 1..=3 {
+        node1.propose(
+            cluster.now,
+            Proposal {
+                id: ProposalId {
+                    client: ClientId(9),
+                    sequence,
+                },
+                command: sequence * 10,
+                settled_below: 1,
+            },
+        );
+    }
+    cluster.flush(PeerId(1));
+    cluster.deliver_all();
+    cluster.propose(2, 7);
+    cluster.deliver_all();
+    cluster.heartbeat();
+    let expected = vec![
+        AppliedBatch {
+            committed: Cursor::new(Term(1), Index(1)),
+            log_position: Cursor::new(Term(1), Index(4)),
+            term: Term(1),
+            commands: vec![10, 20, 30],
+        },
+        AppliedBatch {
+            committed: Cursor::new(Term(1), Index(4)),
+            log_position: Cursor::new(Term(1), Index(5)),
+            term: Term(1),
+            commands: vec![7],
+        },
+    ];
+    for id in 1..=3 {
+        assert_eq!(cluster.node(id).machine().batches, expected, "node {id}");
+    }
+}
+
+#[test]
+fn a_follower_forwards_proposals_and_reports_once() {
+    let mut cluster = elected(3, 1);
+    let proposal = cluster.propose(3, 8);
+    cluster.deliver_all();
+    cluster.heartbeat();
+    assert_eq!(
+        cluster.outcomes_of(proposal),
+        vec![&ProposalOutcome::Committed { index: Index(2) }]
+    );
+    assert_eq!(cluster.proposal_outcomes.len(), 1);
+}
+
+#[test]
+fn a_node_without_a_leader_rejects_with_not_leader() {
+    let mut cluster = Cluster::recorders(3);
+    let proposal = cluster.propose(2, 1);
+    assert_eq!(
+        cluster.outcomes_of(proposal),
+        vec![&ProposalOutcome::Rejected(ProposeError::NotLeader {
+            leader: None
+        })]
+    );
+}
+
+#[test]
+fn a_retried_proposal_is_applied_once() {
+    // Thesis §6.3: a retry with the same id is deduplicated.
+    let mut cluster = elected(3, 1);
+    let id = ProposalId {
+        client: ClientId(4),
+        sequence: 1,
+    };
+    cluster.propose_with_id(1, id, 6);
+    cluster.deliver_all();
+    cluster.propose_with_id(2, id, 6);
+    cluster.deliver_all();
+    cluster.heartbeat();
+    for node in 1..=3 {
+        assert_eq!(cluster.node(node).machine().sum, 6);
+    }
+    let outcomes = cluster.outcomes_of(id);
+    assert_eq!(outcomes.len(), 2, "one outcome per propose call");
+    assert!(
+        outcomes
+            .iter()
+            .all(|outcome| **outcome == ProposalOutcome::Committed { index: Index(2) })
+    );
+}
+
+#[test]
+fn an_unanswered_proposal_times_out_as_unknown() {
+    let mut cluster = elected(3, 1);
+    cluster.isolate(1);
+    let proposal = cluster.propose(1, 2);
+    cluster.deliver_all();
+    cluster.advance(cluster.options.proposal_timeout);
+    let node = cluster.nodes.get_mut(&PeerId(1)).unwrap();
+    node.on_timer(cluster.now, TimerKind::Expiry);
+    cluster.flush(PeerId(1));
+    assert_eq!(
+        cluster.outcomes_of(proposal),
+        vec![&ProposalOutcome::Unknown]
+    );
+}
+
+#[test]
+fn a_follower_catches_up_through_log_replay_when_the_leader_pruned() {
+    let mut cluster = elected(3, 1);
+    cluster.isolate(3);
+    for value in 1..=20 {
+        cluster.propose(1, value);
+        cluster.deliver_all();
+    }
+    cluster.heartbeat();
+    // The leader prunes what node 3 needs; node 2 still holds it.
+    cluster
+        .nodes
+        .get_mut(&PeerId(1))
+        .unwrap()
+        .compact(Index(15));
+    cluster.flush(PeerId(1));
+    assert_eq!(*cluster.node(1).storage().available().start(), Index(15));
+    cluster.heal();
+    for _ in 0..4 {
+        cluster.heartbeat();
+    }
+    assert_eq!(cluster.node(3).machine().sum, (1..=20).sum::<u64>());
+    assert_eq!(cluster.log_terms(3), cluster.log_terms(2));
+}
+
+#[test]
+fn messages_from_non_members_are_ignored() {
+    let mut cluster = elected(3, 1);
+    let before = cluster.status(2);
+    let node2 = cluster.nodes.get_mut(&PeerId(2)).unwrap();
+    node2.on_message(
+        cluster.now,
+        PeerId(99),
+        Message::AppendEntries {
+            term: Term(50),
+            prev: Cursor::ZERO,
+            entries: Vec::new(),
+            leader_commit: Index(0),
+            read_round: 0,
+        },
+    );
+    cluster.flush(PeerId(2));
+    assert_eq!(cluster.status(2), before);
+}
