@@ -73,6 +73,7 @@ impl StateMachine for Recorder {
 }
 
 type Store<M> = InMemoryLogStore<EntryOf<M>>;
+type QueryResultOf<M> = Result<QueryAnswer<<M as StateMachine>::QueryResult>, QueryError>;
 
 /// A group of engines and the messages between them, stepped by hand.
 struct Cluster<M: StateMachine> {
@@ -87,11 +88,7 @@ struct Cluster<M: StateMachine> {
     /// Links that drop messages, in both directions.
     cut: BTreeSet<(PeerId, PeerId)>,
     proposal_outcomes: Vec<(PeerId, ProposalId, ProposalOutcome)>,
-    query_outcomes: Vec<(
-        PeerId,
-        QueryId,
-        Result<QueryAnswer<M::QueryResult>, QueryError>,
-    )>,
+    query_outcomes: Vec<(PeerId, QueryId, QueryResultOf<M>)>,
     next_sequence: u64,
 }
 
