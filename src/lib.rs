@@ -64,6 +64,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bond;
 pub mod codec;
 pub mod env;
 pub mod id;
