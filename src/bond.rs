@@ -162,6 +162,16 @@ enum Stage {
     Failed,
 }
 
+/// A failed handshake: the error, and the refusal to send the peer (if any)
+/// before closing the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandshakeFailure {
+    /// What went wrong.
+    pub error: BondError,
+    /// What to tell the peer.
+    pub refusal: Option<Refusal>,
+}
+
 /// What a handshake step produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HandshakeStep {
@@ -226,12 +236,9 @@ impl Handshake {
     ///
     /// # Errors
     ///
-    /// A [`BondError`] ends the handshake; the frames in `refusal` (if any) should
-    /// still be sent so the peer learns why, then the connection closed.
-    pub fn on_frame(
-        &mut self,
-        frame: HandshakeFrame,
-    ) -> Result<HandshakeStep, (BondError, Option<HandshakeFrame>)> {
+    /// A [`HandshakeFailure`] ends the handshake; its refusal (if any) should still
+    /// be sent so the peer learns why, then the connection closed.
+    pub fn on_frame(&mut self, frame: HandshakeFrame) -> Result<HandshakeStep, HandshakeFailure> {
         let stage = core::mem::replace(&mut self.stage, Stage::Failed);
         let (stage, step) = self.step(stage, frame)?;
         self.stage = stage;
@@ -242,10 +249,12 @@ impl Handshake {
         &self,
         stage: Stage,
         frame: HandshakeFrame,
-    ) -> Result<(Stage, HandshakeStep), (BondError, Option<HandshakeFrame>)> {
-        let refuse = |reason: Refusal| Some(HandshakeFrame::Refused { reason });
+    ) -> Result<(Stage, HandshakeStep), HandshakeFailure> {
+        let fail = |error: BondError, refusal: Option<Refusal>| HandshakeFailure { error, refusal };
         match (stage, frame) {
-            (_, HandshakeFrame::Refused { reason }) => Err((BondError::Refused { reason }, None)),
+            (_, HandshakeFrame::Refused { reason }) => {
+                Err(fail(BondError::Refused { reason }, None))
+            }
             (
                 Stage::AwaitingHello,
                 HandshakeFrame::Hello {
@@ -259,7 +268,7 @@ impl Handshake {
                         ours: PROTOCOL_VERSION,
                         theirs: version,
                     };
-                    return Err((error, refuse(Refusal::Version)));
+                    return Err(fail(error, Some(Refusal::Version)));
                 }
                 if let Some(expected) = self.expected_peer
                     && expected != peer
@@ -268,12 +277,12 @@ impl Handshake {
                         expected,
                         claimed: peer,
                     };
-                    return Err((error, refuse(Refusal::Protocol)));
+                    return Err(fail(error, Some(Refusal::Protocol)));
                 }
                 if peer == self.local {
-                    return Err((
+                    return Err(fail(
                         BondError::Protocol("the peer claims our own id"),
-                        refuse(Refusal::Protocol),
+                        Some(Refusal::Protocol),
                     ));
                 }
                 let mac = self.proof(self.local, peer, self.nonce, nonce);
@@ -290,9 +299,9 @@ impl Handshake {
                 let expected = self.proof(peer, self.local, peer_nonce, self.nonce);
                 // blake3::Hash compares in constant time.
                 if blake3::Hash::from(mac) != blake3::Hash::from(expected) {
-                    return Err((
+                    return Err(fail(
                         BondError::WrongKey { peer },
-                        refuse(Refusal::Authentication),
+                        Some(Refusal::Authentication),
                     ));
                 }
                 let identity = HandshakeFrame::Identity {
@@ -314,13 +323,13 @@ impl Handshake {
                         },
                     ))
                 } else {
-                    let refusal = refuse(Refusal::Mismatch(differences.clone()));
-                    Err((BondError::Mismatch { peer, differences }, refusal))
+                    let refusal = Some(Refusal::Mismatch(differences.clone()));
+                    Err(fail(BondError::Mismatch { peer, differences }, refusal))
                 }
             }
-            _ => Err((
+            _ => Err(fail(
                 BondError::Protocol("frame out of order"),
-                refuse(Refusal::Protocol),
+                Some(Refusal::Protocol),
             )),
         }
     }
@@ -407,9 +416,13 @@ fn deliver(
                 outbox.extend(frames);
                 *result = Some(Ok(peer));
             }
-            Err((error, refusal)) => {
-                outbox.extend(refusal);
-                *result = Some(Err(error));
+            Err(failure) => {
+                outbox.extend(
+                    failure
+                        .refusal
+                        .map(|reason| HandshakeFrame::Refused { reason }),
+                );
+                *result = Some(Err(failure.error));
             }
         }
     }
@@ -487,16 +500,11 @@ mod tests {
             matches!(step, Ok(HandshakeStep::Continue(ref frames)) if matches!(frames[..], [HandshakeFrame::Proof { .. }]))
         );
         let refused = honest.on_frame(HandshakeFrame::Proof { mac: [0; 32] });
-        let Err((error, reply)) = refused else {
+        let Err(failure) = refused else {
             panic!("a bad proof must be refused");
         };
-        assert_eq!(error, BondError::WrongKey { peer: PeerId(2) });
-        assert_eq!(
-            reply,
-            Some(HandshakeFrame::Refused {
-                reason: Refusal::Authentication
-            })
-        );
+        assert_eq!(failure.error, BondError::WrongKey { peer: PeerId(2) });
+        assert_eq!(failure.refusal, Some(Refusal::Authentication));
     }
 
     #[test]
@@ -524,7 +532,10 @@ mod tests {
             .expect("hello accepted");
         assert!(matches!(
             verifier.on_frame(recorded),
-            Err((BondError::WrongKey { .. }, _))
+            Err(HandshakeFailure {
+                error: BondError::WrongKey { .. },
+                ..
+            })
         ));
     }
 
