@@ -67,6 +67,7 @@
 pub mod bond;
 pub mod codec;
 pub mod env;
+pub mod examples;
 pub mod id;
 pub mod log;
 pub mod machine;
