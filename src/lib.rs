@@ -60,11 +60,12 @@
 //! The layout follows the rooms of the design: [`machine`] (what users
 //! implement), [`log`] (storage), [`raft`] (the engine), [`env`] (the seam
 //! between the engine and the world), [`codec`] (the wire and disk encoding)
-//! and [`id`] (identities).
+//! and [`id`] (identities); [`check`] judges recorded histories (linearizability).
 
 #![warn(missing_docs)]
 
 pub mod bond;
+pub mod check;
 pub mod codec;
 pub mod env;
 pub mod examples;

@@ -1,0 +1,38 @@
+//! The `quorate` command line.
+//!
+//! Subcommands:
+//! * `check`: linearizability of recorded histories (see
+//!   [`quorate::check::cli`]).
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use quorate::check::cli::{CheckArgs, run_check};
+
+/// quorate: replicated state machines tested by deterministic simulation.
+#[derive(Debug, Parser)]
+#[command(name = "quorate", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check recorded histories for linearizability.
+    Check(CheckArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The wall clock lives here, outside the library's deterministic code.
+    let start = Instant::now();
+    let clock = move || start.elapsed();
+    let status = match &cli.command {
+        Command::Check(args) => {
+            run_check(args, &clock, &mut std::io::stdout(), &mut std::io::stderr())
+        }
+    };
+    ExitCode::from(u8::try_from(status).unwrap_or(2))
+}

@@ -1,0 +1,785 @@
+//! Built-in models, and any [`StateMachine`] as its own model.
+//!
+//! * [`CasRegister`]: a register with read, write and compare-and-set that
+//!   starts as nil (Jepsen's etcd and Knossos cas-register tests).
+//! * [`Kv`]: a key-value map with get, put and append, partitioned by key
+//!   (Porcupine's kv tests). A missing key reads as the empty string.
+//! * [`Counter`]: an integer with add and read, starting at 0.
+//! * [`StateMachineModel`]: any `StateMachine + Clone + Eq + Hash`.
+//!
+//! The built-in models read [`RawHistory`]s through [`BuiltinModel`].
+
+use core::hash::{Hash, Hasher};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use serde::Serialize;
+
+use super::history::{History, Operation, Outcome};
+use super::model::{JepsenOperation, Model};
+use super::parse::{ParseError, RawHistory, RawOperation, RawOutcome, Value};
+use super::search::{FxHasher, fx_hash};
+use crate::log::{Cursor, Term};
+use crate::machine::{ApplyContext, StateMachine};
+
+/// A model together with a history typed for it.
+pub type TypedHistory<M> = (M, History<<M as Model>::Input, <M as Model>::Output>);
+
+/// A model that reads Jepsen-style raw histories.
+pub trait BuiltinModel: Model + Sized {
+    /// Builds the model (some, like [`Kv`], depend on the history) and the
+    /// typed history; errors name the file and line of the bad operation.
+    fn from_raw(raw: &RawHistory) -> Result<TypedHistory<Self>, ParseError>;
+}
+
+/// The outcome of a raw operation with `output` as its returned value
+/// (`failed_output` for a `:fail` that is an observation; `None` drops it).
+fn outcome<O>(operation: &RawOperation, output: O, failed_output: Option<O>) -> Outcome<O> {
+    match operation.outcome {
+        RawOutcome::Ok { time } => Outcome::Returned { time, output },
+        RawOutcome::Fail { time } => match failed_output {
+            Some(output) => Outcome::Returned { time, output },
+            None => Outcome::Failed { time },
+        },
+        RawOutcome::Info { time } => Outcome::Indeterminate { time },
+    }
+}
+
+fn register_value(
+    raw: &RawHistory,
+    operation: &RawOperation,
+    value: &Value,
+) -> Result<Option<i64>, ParseError> {
+    match value {
+        Value::Nil => Ok(None),
+        Value::Int(value) => Ok(Some(*value)),
+        other => Err(raw.error(
+            operation.line,
+            format!("expected an integer or nil, found {other}"),
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Compare-and-set register.
+
+/// A register of `Option<i64>` (nil at first) with read, write and cas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct CasRegister;
+
+/// A register operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RegisterInput {
+    /// Read the value.
+    Read,
+    /// Write a value.
+    Write(i64),
+    /// If the register holds `.0`, write `.1`.
+    Cas(i64, i64),
+}
+
+/// What a register operation returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RegisterOutput {
+    /// A read's value (`None`: nil).
+    Value(Option<i64>),
+    /// A write or cas succeeded.
+    Ok,
+    /// A cas found another value (Jepsen `:fail`).
+    CasFailed,
+}
+
+impl Model for CasRegister {
+    type Input = RegisterInput;
+    type Output = RegisterOutput;
+    type State = Option<i64>;
+
+    fn init(&self) -> Option<i64> {
+        None
+    }
+
+    fn step(
+        &self,
+        state: &Option<i64>,
+        input: &RegisterInput,
+        output: Option<&RegisterOutput>,
+    ) -> Option<Option<i64>> {
+        match (input, output) {
+            (RegisterInput::Read, Some(RegisterOutput::Value(seen))) => {
+                (seen == state).then_some(*state)
+            }
+            (RegisterInput::Read, None) => Some(*state),
+            (RegisterInput::Read, Some(_)) => None,
+            (RegisterInput::Write(value), _) => Some(Some(*value)),
+            (RegisterInput::Cas(old, new), Some(RegisterOutput::Ok)) => {
+                (*state == Some(*old)).then_some(Some(*new))
+            }
+            (RegisterInput::Cas(old, _), Some(RegisterOutput::CasFailed)) => {
+                (*state != Some(*old)).then_some(*state)
+            }
+            (RegisterInput::Cas(old, new), None) => Some(if *state == Some(*old) {
+                Some(*new)
+            } else {
+                *state
+            }),
+            (RegisterInput::Cas(..), Some(RegisterOutput::Value(_))) => None,
+        }
+    }
+
+    fn is_read_only(&self, input: &RegisterInput) -> bool {
+        matches!(input, RegisterInput::Read)
+    }
+
+    fn describe_operation(&self, input: &RegisterInput, output: Option<&RegisterOutput>) -> String {
+        let result = match output {
+            None => "?".to_string(),
+            Some(RegisterOutput::Value(value)) => describe_register(value),
+            Some(RegisterOutput::Ok) => "ok".to_string(),
+            Some(RegisterOutput::CasFailed) => "fail".to_string(),
+        };
+        match input {
+            RegisterInput::Read => format!("read -> {result}"),
+            RegisterInput::Write(value) => format!("write {value} -> {result}"),
+            RegisterInput::Cas(old, new) => format!("cas {old}->{new} -> {result}"),
+        }
+    }
+
+    fn describe_state(&self, state: &Option<i64>) -> String {
+        describe_register(state)
+    }
+
+    fn jepsen_operation(
+        &self,
+        input: &RegisterInput,
+        output: Option<&RegisterOutput>,
+    ) -> JepsenOperation {
+        let int = |value: &Option<i64>| value.map_or(Value::Nil, Value::Int);
+        let (f, invoke_value) = match input {
+            RegisterInput::Read => ("read", Value::Nil),
+            RegisterInput::Write(value) => ("write", Value::Int(*value)),
+            RegisterInput::Cas(old, new) => (
+                "cas",
+                Value::Vector(vec![Value::Int(*old), Value::Int(*new)]),
+            ),
+        };
+        let complete_value = match output {
+            Some(RegisterOutput::Value(value)) => int(value),
+            _ => invoke_value.clone(),
+        };
+        JepsenOperation {
+            f: f.to_string(),
+            key: None,
+            invoke_value,
+            complete_value,
+            failed: output == Some(&RegisterOutput::CasFailed),
+        }
+    }
+}
+
+fn describe_register(value: &Option<i64>) -> String {
+    value.map_or_else(|| "nil".to_string(), |value| value.to_string())
+}
+
+impl BuiltinModel for CasRegister {
+    fn from_raw(
+        raw: &RawHistory,
+    ) -> Result<(Self, History<RegisterInput, RegisterOutput>), ParseError> {
+        let mut history = History::new();
+        for operation in &raw.operations {
+            let (input, outcome) = match operation.f.as_str() {
+                "read" => {
+                    let value = match operation.outcome {
+                        RawOutcome::Ok { .. } => {
+                            register_value(raw, operation, &operation.complete_value)?
+                        }
+                        _ => None,
+                    };
+                    (
+                        RegisterInput::Read,
+                        outcome(operation, RegisterOutput::Value(value), None),
+                    )
+                }
+                "write" => match register_value(raw, operation, &operation.invoke_value)? {
+                    Some(value) => (
+                        RegisterInput::Write(value),
+                        outcome(operation, RegisterOutput::Ok, None),
+                    ),
+                    None => return Err(raw.error(operation.line, "write of nil")),
+                },
+                "cas" => {
+                    let pair = match &operation.invoke_value {
+                        Value::Vector(items) if items.len() == 2 => (
+                            register_value(raw, operation, &items[0])?,
+                            register_value(raw, operation, &items[1])?,
+                        ),
+                        other => {
+                            return Err(raw.error(
+                                operation.line,
+                                format!("cas expects [old new], found {other}"),
+                            ));
+                        }
+                    };
+                    let (Some(old), Some(new)) = pair else {
+                        return Err(raw.error(operation.line, "cas with nil"));
+                    };
+                    (
+                        RegisterInput::Cas(old, new),
+                        outcome(
+                            operation,
+                            RegisterOutput::Ok,
+                            Some(RegisterOutput::CasFailed),
+                        ),
+                    )
+                }
+                other => {
+                    return Err(raw.error(
+                        operation.line,
+                        format!("unknown register function :{other}"),
+                    ));
+                }
+            };
+            history.push(Operation {
+                client: operation.process,
+                input,
+                call: operation.call,
+                outcome,
+            });
+        }
+        Ok((CasRegister, history))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Key-value store.
+
+/// A string with its hash computed once, so states hash in O(keys).
+#[derive(Debug, Clone)]
+pub struct KvValue {
+    hash: u64,
+    text: Rc<str>,
+}
+
+impl KvValue {
+    /// Wraps a string.
+    pub fn new(text: &str) -> Self {
+        let mut hasher = FxHasher::default();
+        hasher.write(text.as_bytes());
+        Self {
+            hash: hasher.finish(),
+            text: Rc::from(text),
+        }
+    }
+
+    /// The string.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl PartialEq for KvValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && (Rc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+    }
+}
+
+impl Eq for KvValue {}
+
+impl Hash for KvValue {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// A key-value map with get, put and append over string keys and values.
+/// Keys are numbered in order of first appearance; the state is the value of
+/// every key, in that order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Kv {
+    keys: Vec<String>,
+}
+
+impl Kv {
+    /// A model for these keys (numbered by position).
+    pub fn new(keys: Vec<String>) -> Self {
+        Self { keys }
+    }
+
+    /// The key numbered `key`.
+    pub fn key(&self, key: u32) -> &str {
+        self.keys.get(key as usize).map_or("?", String::as_str)
+    }
+}
+
+/// What a kv operation does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvAction {
+    /// Read the key's value.
+    Get,
+    /// Replace the key's value.
+    Put(String),
+    /// Append to the key's value.
+    Append(String),
+}
+
+/// A kv operation: a key (numbered, see [`Kv`]) and what to do with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvInput {
+    /// The key's number.
+    pub key: u32,
+    /// The action.
+    pub action: KvAction,
+}
+
+/// A string read by a get, with its hash computed once (shareable between
+/// threads, unlike the state's [`KvValue`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KvText {
+    hash: u64,
+    text: Box<str>,
+}
+
+impl KvText {
+    /// Wraps a string.
+    pub fn new(text: &str) -> Self {
+        let mut hasher = FxHasher::default();
+        hasher.write(text.as_bytes());
+        Self {
+            hash: hasher.finish(),
+            text: Box::from(text),
+        }
+    }
+
+    /// The string.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    fn matches(&self, value: &KvValue) -> bool {
+        self.hash == value.hash && *self.text == *value.text
+    }
+}
+
+/// What a kv operation returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvOutput {
+    /// A get's value.
+    Value(KvText),
+    /// A put or append completed.
+    Ok,
+}
+
+/// The state of a [`Kv`]: the value of every key, shared between states.
+pub type KvState = Rc<[KvValue]>;
+
+impl Model for Kv {
+    type Input = KvInput;
+    type Output = KvOutput;
+    type State = KvState;
+
+    fn init(&self) -> KvState {
+        let empty = KvValue::new("");
+        self.keys.iter().map(|_| empty.clone()).collect()
+    }
+
+    fn step(&self, state: &KvState, input: &KvInput, output: Option<&KvOutput>) -> Option<KvState> {
+        let current = state.get(input.key as usize)?;
+        let replace = |value: KvValue| -> KvState {
+            let mut next: Vec<KvValue> = state.to_vec();
+            next[input.key as usize] = value;
+            next.into()
+        };
+        match (&input.action, output) {
+            (KvAction::Get, Some(KvOutput::Value(seen))) => {
+                seen.matches(current).then(|| state.clone())
+            }
+            (KvAction::Get, None) => Some(state.clone()),
+            (KvAction::Get, Some(KvOutput::Ok)) => None,
+            (KvAction::Put(value), _) => Some(replace(KvValue::new(value))),
+            (KvAction::Append(suffix), _) => {
+                let mut text = String::with_capacity(current.text.len() + suffix.len());
+                text.push_str(&current.text);
+                text.push_str(suffix);
+                Some(replace(KvValue::new(&text)))
+            }
+        }
+    }
+
+    fn is_read_only(&self, input: &KvInput) -> bool {
+        input.action == KvAction::Get
+    }
+
+    fn partition(&self, history: &History<KvInput, KvOutput>) -> Vec<Vec<usize>> {
+        let mut parts: Vec<Vec<usize>> = vec![Vec::new(); self.keys.len()];
+        for (index, operation) in history.operations.iter().enumerate() {
+            if let Some(part) = parts.get_mut(operation.input.key as usize) {
+                part.push(index);
+            }
+        }
+        parts.retain(|part| !part.is_empty());
+        parts
+    }
+
+    fn describe_operation(&self, input: &KvInput, output: Option<&KvOutput>) -> String {
+        let key = self.key(input.key);
+        match (&input.action, output) {
+            (KvAction::Get, Some(KvOutput::Value(value))) => {
+                format!("get {key:?} -> {:?}", value.as_str())
+            }
+            (KvAction::Get, _) => format!("get {key:?} -> ?"),
+            (KvAction::Put(value), _) => format!("put {key:?} {value:?}"),
+            (KvAction::Append(value), _) => format!("append {key:?} {value:?}"),
+        }
+    }
+
+    fn describe_state(&self, state: &KvState) -> String {
+        let pairs: Vec<String> = self
+            .keys
+            .iter()
+            .zip(state.iter())
+            .filter(|(_, value)| !value.as_str().is_empty())
+            .map(|(key, value)| format!("{key:?}: {:?}", value.as_str()))
+            .collect();
+        format!("{{{}}}", pairs.join(", "))
+    }
+
+    fn jepsen_operation(&self, input: &KvInput, output: Option<&KvOutput>) -> JepsenOperation {
+        let (f, invoke_value) = match &input.action {
+            KvAction::Get => ("get", Value::Nil),
+            KvAction::Put(value) => ("put", Value::Str(value.clone())),
+            KvAction::Append(value) => ("append", Value::Str(value.clone())),
+        };
+        let complete_value = match output {
+            Some(KvOutput::Value(value)) => Value::Str(value.as_str().to_string()),
+            _ => invoke_value.clone(),
+        };
+        JepsenOperation {
+            f: f.to_string(),
+            key: Some(Value::Str(self.key(input.key).to_string())),
+            invoke_value,
+            complete_value,
+            failed: false,
+        }
+    }
+}
+
+fn kv_text(
+    raw: &RawHistory,
+    operation: &RawOperation,
+    value: &Value,
+) -> Result<String, ParseError> {
+    match value {
+        Value::Nil => Ok(String::new()),
+        Value::Str(text) => Ok(text.clone()),
+        Value::Int(value) => Ok(value.to_string()),
+        other => Err(raw.error(
+            operation.line,
+            format!("expected a string value, found {other}"),
+        )),
+    }
+}
+
+impl BuiltinModel for Kv {
+    fn from_raw(raw: &RawHistory) -> Result<(Self, History<KvInput, KvOutput>), ParseError> {
+        let mut keys: Vec<String> = Vec::new();
+        let mut numbers: BTreeMap<String, u32> = BTreeMap::new();
+        let mut history = History::new();
+        for operation in &raw.operations {
+            let key = match &operation.key {
+                Some(Value::Str(key)) => key.clone(),
+                Some(Value::Int(key)) => key.to_string(),
+                Some(Value::Keyword(key)) => format!(":{key}"),
+                Some(other) => return Err(raw.error(operation.line, format!("bad :key {other}"))),
+                None => return Err(raw.error(operation.line, "kv operation without :key")),
+            };
+            let key = *numbers.entry(key.clone()).or_insert_with(|| {
+                keys.push(key);
+                (keys.len() - 1) as u32
+            });
+            let (action, output) = match operation.f.as_str() {
+                "get" | "read" => {
+                    let value = match operation.outcome {
+                        RawOutcome::Ok { .. } => {
+                            kv_text(raw, operation, &operation.complete_value)?
+                        }
+                        _ => String::new(),
+                    };
+                    (KvAction::Get, KvOutput::Value(KvText::new(&value)))
+                }
+                "put" | "write" => (
+                    KvAction::Put(kv_text(raw, operation, &operation.invoke_value)?),
+                    KvOutput::Ok,
+                ),
+                "append" => (
+                    KvAction::Append(kv_text(raw, operation, &operation.invoke_value)?),
+                    KvOutput::Ok,
+                ),
+                other => {
+                    return Err(raw.error(operation.line, format!("unknown kv function :{other}")));
+                }
+            };
+            history.push(Operation {
+                client: operation.process,
+                input: KvInput { key, action },
+                call: operation.call,
+                outcome: outcome(operation, output, None),
+            });
+        }
+        Ok((Kv { keys }, history))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Counter.
+
+/// An integer counter starting at 0, with add and read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Counter;
+
+/// A counter operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CounterInput {
+    /// Add to the counter (negative to subtract).
+    Add(i64),
+    /// Read the counter.
+    Read,
+}
+
+/// What a counter operation returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CounterOutput {
+    /// A read's value.
+    Value(i64),
+    /// An add completed.
+    Ok,
+}
+
+impl Model for Counter {
+    type Input = CounterInput;
+    type Output = CounterOutput;
+    type State = i64;
+
+    fn init(&self) -> i64 {
+        0
+    }
+
+    fn step(
+        &self,
+        state: &i64,
+        input: &CounterInput,
+        output: Option<&CounterOutput>,
+    ) -> Option<i64> {
+        match (input, output) {
+            (CounterInput::Add(amount), _) => Some(state.wrapping_add(*amount)),
+            (CounterInput::Read, Some(CounterOutput::Value(seen))) => {
+                (seen == state).then_some(*state)
+            }
+            (CounterInput::Read, None) => Some(*state),
+            (CounterInput::Read, Some(CounterOutput::Ok)) => None,
+        }
+    }
+
+    fn is_read_only(&self, input: &CounterInput) -> bool {
+        matches!(input, CounterInput::Read)
+    }
+
+    fn describe_operation(&self, input: &CounterInput, output: Option<&CounterOutput>) -> String {
+        match (input, output) {
+            (CounterInput::Add(amount), _) => format!("add {amount}"),
+            (CounterInput::Read, Some(CounterOutput::Value(value))) => format!("read -> {value}"),
+            (CounterInput::Read, _) => "read -> ?".to_string(),
+        }
+    }
+
+    fn describe_state(&self, state: &i64) -> String {
+        state.to_string()
+    }
+
+    fn jepsen_operation(
+        &self,
+        input: &CounterInput,
+        output: Option<&CounterOutput>,
+    ) -> JepsenOperation {
+        let (f, invoke_value) = match input {
+            CounterInput::Add(amount) => ("add", Value::Int(*amount)),
+            CounterInput::Read => ("read", Value::Nil),
+        };
+        let complete_value = match output {
+            Some(CounterOutput::Value(value)) => Value::Int(*value),
+            _ => invoke_value.clone(),
+        };
+        JepsenOperation {
+            f: f.to_string(),
+            key: None,
+            invoke_value,
+            complete_value,
+            failed: false,
+        }
+    }
+}
+
+impl BuiltinModel for Counter {
+    fn from_raw(
+        raw: &RawHistory,
+    ) -> Result<(Self, History<CounterInput, CounterOutput>), ParseError> {
+        let mut history = History::new();
+        for operation in &raw.operations {
+            let (input, output) = match operation.f.as_str() {
+                "add" | "inc" | "increment" => match operation.invoke_value {
+                    Value::Int(amount) => (CounterInput::Add(amount), CounterOutput::Ok),
+                    Value::Nil => (CounterInput::Add(1), CounterOutput::Ok),
+                    ref other => {
+                        return Err(raw.error(
+                            operation.line,
+                            format!("add expects an integer, found {other}"),
+                        ));
+                    }
+                },
+                "read" => match (&operation.outcome, &operation.complete_value) {
+                    (RawOutcome::Ok { .. }, Value::Int(value)) => {
+                        (CounterInput::Read, CounterOutput::Value(*value))
+                    }
+                    (RawOutcome::Ok { .. }, other) => {
+                        return Err(raw.error(
+                            operation.line,
+                            format!("read returned {other}, expected an integer"),
+                        ));
+                    }
+                    _ => (CounterInput::Read, CounterOutput::Value(0)),
+                },
+                other => {
+                    return Err(
+                        raw.error(operation.line, format!("unknown counter function :{other}"))
+                    );
+                }
+            };
+            history.push(Operation {
+                client: operation.process,
+                input,
+                call: operation.call,
+                outcome: outcome(operation, output, None),
+            });
+        }
+        Ok((Counter, history))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Any state machine.
+
+/// An operation on a [`StateMachine`]: a command or a query.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MachineInput<C, Q> {
+    /// A command, applied to the state.
+    Command(C),
+    /// A query, answered from the state.
+    Query(Q),
+}
+
+/// What an operation on a [`StateMachine`] returned.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MachineOutput<R> {
+    /// A command was applied (commands return nothing).
+    Applied,
+    /// A query's answer.
+    Answer(R),
+}
+
+/// The [`ApplyContext`] the adapter hands to `apply`: every position and term
+/// is zero, so a machine that reads them sees the same values on every step.
+struct ModelApplyContext;
+
+impl ApplyContext for ModelApplyContext {
+    fn committed(&self) -> Cursor {
+        Cursor::default()
+    }
+
+    fn log_position(&self) -> Cursor {
+        Cursor::default()
+    }
+
+    fn current_term(&self) -> Term {
+        Term::default()
+    }
+}
+
+/// Any state machine as its own specification: a command steps a clone of
+/// the state through [`StateMachine::apply`] (with an [`ApplyContext`] whose
+/// positions and term are all zero), and a query must have returned what
+/// [`StateMachine::query`] returns on the state at that point.
+///
+/// # Examples
+///
+/// ```
+/// use quorate::check::history::{History, Operation, Outcome};
+/// use quorate::check::models::{MachineInput, MachineOutput, StateMachineModel};
+/// use quorate::check::{check, CheckOptions, Verdict};
+/// use quorate::machine::NoOp;
+///
+/// let model = StateMachineModel::new(NoOp::default());
+/// let mut history: History<MachineInput<(), ()>, MachineOutput<()>> = History::new();
+/// history.push(Operation { client: 0, input: MachineInput::Query(()), call: 0,
+///     outcome: Outcome::Returned { time: 1, output: MachineOutput::Answer(()) } });
+/// let report = check(&model, &history, &CheckOptions::default(), &|| false);
+/// assert_eq!(report.verdict, Verdict::Linearizable);
+/// ```
+pub struct StateMachineModel<S> {
+    initial: S,
+}
+
+impl<S> StateMachineModel<S> {
+    /// A model whose initial state is `initial`.
+    pub fn new(initial: S) -> Self {
+        Self { initial }
+    }
+}
+
+impl<S> Model for StateMachineModel<S>
+where
+    S: StateMachine + Clone + Eq + Hash,
+    S::QueryResult: Eq,
+{
+    type Input = MachineInput<S::Command, S::Query>;
+    type Output = MachineOutput<S::QueryResult>;
+    type State = S;
+
+    fn init(&self) -> S {
+        self.initial.clone()
+    }
+
+    fn step(&self, state: &S, input: &Self::Input, output: Option<&Self::Output>) -> Option<S> {
+        match (input, output) {
+            (MachineInput::Command(command), _) => {
+                let mut next = state.clone();
+                next.apply(command.clone(), &ModelApplyContext);
+                Some(next)
+            }
+            (MachineInput::Query(_), None) => Some(state.clone()),
+            (MachineInput::Query(query), Some(MachineOutput::Answer(seen))) => {
+                (state.query(query.clone()) == *seen).then(|| state.clone())
+            }
+            (MachineInput::Query(_), Some(MachineOutput::Applied)) => None,
+        }
+    }
+
+    fn is_read_only(&self, input: &Self::Input) -> bool {
+        matches!(input, MachineInput::Query(_))
+    }
+
+    fn describe_operation(&self, input: &Self::Input, output: Option<&Self::Output>) -> String {
+        match (input, output) {
+            (MachineInput::Command(command), _) => format!("apply {}", json(command)),
+            (MachineInput::Query(query), Some(MachineOutput::Answer(answer))) => {
+                format!("query {} -> {}", json(query), json(answer))
+            }
+            (MachineInput::Query(query), _) => format!("query {} -> ?", json(query)),
+        }
+    }
+
+    fn describe_state(&self, state: &S) -> String {
+        format!("{} #{:016x}", state.signature(), fx_hash(state))
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|error| format!("<{error}>"))
+}

@@ -1,0 +1,465 @@
+//! The search: Wing and Gong's backtracking with Lowe's memoization.
+//!
+//! Operations become call and return entries in one list sorted by time
+//! (calls before returns at equal times, so touching intervals are
+//! concurrent; indeterminate operations return at +infinity). The search
+//! walks the list from its head: at a call entry it tries to linearize that
+//! operation now (the model must allow the step, and the pair (set of
+//! linearized operations, state) must be new to the cache); on success it
+//! lifts the operation's two entries out of the list in O(1) and starts over
+//! from the head, so candidates are always tried in call-time order. Reaching
+//! a return entry means an operation that has already returned is still not
+//! linearized: the search backtracks, restoring the last lifted operation in
+//! O(1) and trying the next candidate after it.
+//!
+//! The linearized set is a bitset of `u64` words; its hash is kept
+//! incrementally (Zobrist: the XOR of a fixed random word per operation), and
+//! the cache is an open-addressing table over an arena of bitsets and states,
+//! so a probe allocates nothing.
+//!
+//! # Memory bound
+//!
+//! The cache holds at most [`SearchOptions::cache_entries_max`] entries; when
+//! a search would insert one more it stops with [`PartitionOutcome::Unknown`]
+//! ([`UnknownReason::CacheFull`]). An entry costs `8 * ceil(n / 64)` bytes of
+//! bitset for `n` operations, one state (`size_of::<State>()` plus whatever the
+//! state shares or owns), 8 bytes of hash and at most 8 bytes of table slot;
+//! the backtracking stack holds at most `n` states besides.
+
+use core::hash::{Hash, Hasher};
+
+use super::history::{History, Outcome, Time};
+use super::model::Model;
+
+/// The default of [`SearchOptions::cache_entries_max`]: 2^24 entries, about
+/// 1.3 GiB for a 1000-operation history with a 16-byte state.
+pub const CACHE_ENTRIES_MAX_DEFAULT: usize = 1 << 24;
+
+/// How often (in search steps) the caller's `should_stop` is consulted.
+const STOP_POLL_STEPS: u64 = 1 << 12;
+
+/// Limits of one search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchOptions {
+    /// The most (linearized set, state) pairs the cache may hold.
+    pub cache_entries_max: usize,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        Self {
+            cache_entries_max: CACHE_ENTRIES_MAX_DEFAULT,
+        }
+    }
+}
+
+/// Why a search gave up without a verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnknownReason {
+    /// The caller's `should_stop` returned true (a deadline passed).
+    Stopped,
+    /// The cache reached [`SearchOptions::cache_entries_max`] entries.
+    CacheFull,
+}
+
+impl core::fmt::Display for UnknownReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Stopped => f.write_str("stopped (deadline)"),
+            Self::CacheFull => f.write_str("cache full"),
+        }
+    }
+}
+
+/// The verdict on one partition. Operations are named by their index in the
+/// history.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PartitionOutcome {
+    /// The partition is linearizable; `order` is one linearization of the
+    /// operations the search kept (definite failures and indeterminate
+    /// read-only operations are dropped; indeterminate operations placed at
+    /// the end of `order` may as well never have happened).
+    Linearizable {
+        /// A valid linearization order.
+        order: Vec<usize>,
+    },
+    /// No linearization exists.
+    NotLinearizable {
+        /// The operation that could not be placed after the longest prefix:
+        /// it returned before the search could linearize it.
+        op: usize,
+        /// The longest linearizable prefix the search found.
+        prefix: Vec<usize>,
+    },
+    /// The search gave up.
+    Unknown {
+        /// Why.
+        reason: UnknownReason,
+    },
+}
+
+/// A 64-bit FxHash (the multiply-rotate hash of rustc and Firefox). Fast on
+/// small keys and deterministic across processes, unlike std's `RandomState`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FxHasher {
+    hash: u64,
+}
+
+const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, value: u8) {
+        self.add(u64::from(value));
+    }
+
+    #[inline]
+    fn write_u32(&mut self, value: u32) {
+        self.add(u64::from(value));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, value: u64) {
+        self.add(value);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, value: usize) {
+        self.add(value as u64);
+    }
+
+    #[inline]
+    fn write_i64(&mut self, value: i64) {
+        self.add(value as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// FxHash of one value.
+pub fn fx_hash<T: Hash + ?Sized>(value: &T) -> u64 {
+    let mut hasher = FxHasher::default();
+    value.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// SplitMix64: the fixed pseudo-random word of operation `index` (Zobrist key).
+fn zobrist(index: usize) -> u64 {
+    let mut z = (index as u64)
+        .wrapping_add(1)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The memo cache: (linearized bitset, state) pairs seen so far.
+struct Cache<S> {
+    words: usize,
+    bits: Vec<u64>,
+    states: Vec<S>,
+    hashes: Vec<u64>,
+    /// Open addressing, linear probing: entry index + 1, or 0 for empty.
+    slots: Vec<u32>,
+    mask: usize,
+    entries_max: usize,
+}
+
+enum Insert {
+    Added,
+    Present,
+    Full,
+}
+
+impl<S: Eq> Cache<S> {
+    fn new(words: usize, entries_max: usize) -> Self {
+        let capacity = 1 << 10;
+        Self {
+            words,
+            bits: Vec::new(),
+            states: Vec::new(),
+            hashes: Vec::new(),
+            slots: vec![0; capacity],
+            mask: capacity - 1,
+            entries_max: entries_max.min(u32::MAX as usize - 1),
+        }
+    }
+
+    /// Inserts (bits, state) unless present; `state` is cloned only if added.
+    fn insert(&mut self, bits: &[u64], state: &S, hash: u64) -> Insert
+    where
+        S: Clone,
+    {
+        let mut slot = (hash as usize) & self.mask;
+        loop {
+            let entry = self.slots[slot];
+            if entry == 0 {
+                break;
+            }
+            let index = (entry - 1) as usize;
+            if self.hashes[index] == hash
+                && self.bits[index * self.words..(index + 1) * self.words] == *bits
+                && self.states[index] == *state
+            {
+                return Insert::Present;
+            }
+            slot = (slot + 1) & self.mask;
+        }
+        if self.states.len() >= self.entries_max {
+            return Insert::Full;
+        }
+        let index = self.states.len();
+        self.bits.extend_from_slice(bits);
+        self.states.push(state.clone());
+        self.hashes.push(hash);
+        self.slots[slot] = (index + 1) as u32;
+        if self.states.len() * 2 > self.slots.len() {
+            self.grow();
+        }
+        Insert::Added
+    }
+
+    fn grow(&mut self) {
+        let capacity = self.slots.len() * 2;
+        self.slots = vec![0; capacity];
+        self.mask = capacity - 1;
+        for (index, hash) in self.hashes.iter().enumerate() {
+            let mut slot = (*hash as usize) & self.mask;
+            while self.slots[slot] != 0 {
+                slot = (slot + 1) & self.mask;
+            }
+            self.slots[slot] = (index + 1) as u32;
+        }
+    }
+}
+
+/// The entry list: node 0 is the head sentinel, the last node the tail
+/// sentinel; between them a call and a return node per operation.
+struct Entries {
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    /// Local operation index of each node (unused for sentinels).
+    op: Vec<u32>,
+    /// Whether each node is a call (else a return or a sentinel).
+    is_call: Vec<bool>,
+    /// The return node of each local operation.
+    return_node: Vec<u32>,
+}
+
+const HEAD: u32 = 0;
+
+impl Entries {
+    fn new(times: &[(Time, Option<Time>)]) -> Self {
+        // (time, kind: 0 call / 1 return, local op); None return = +infinity.
+        let mut events: Vec<(Time, u8, u32)> = Vec::with_capacity(times.len() * 2);
+        for (local, (call, ret)) in times.iter().enumerate() {
+            events.push((*call, 0, local as u32));
+            events.push((ret.unwrap_or(Time::MAX), 1, local as u32));
+        }
+        events.sort_unstable();
+        let nodes = events.len() + 2;
+        let mut entries = Self {
+            next: (1..=nodes as u32).collect(),
+            prev: (0..nodes as u32).map(|n| n.wrapping_sub(1)).collect(),
+            op: vec![0; nodes],
+            is_call: vec![false; nodes],
+            return_node: vec![0; times.len()],
+        };
+        for (position, (_, kind, local)) in events.iter().enumerate() {
+            let node = position + 1;
+            entries.op[node] = *local;
+            entries.is_call[node] = *kind == 0;
+            if *kind == 1 {
+                entries.return_node[*local as usize] = node as u32;
+            }
+        }
+        entries
+    }
+
+    fn tail(&self) -> u32 {
+        (self.next.len() - 1) as u32
+    }
+
+    #[inline]
+    fn unlink(&mut self, node: u32) {
+        let (prev, next) = (self.prev[node as usize], self.next[node as usize]);
+        self.next[prev as usize] = next;
+        self.prev[next as usize] = prev;
+    }
+
+    #[inline]
+    fn relink(&mut self, node: u32) {
+        let (prev, next) = (self.prev[node as usize], self.next[node as usize]);
+        self.next[prev as usize] = node;
+        self.prev[next as usize] = node;
+    }
+
+    /// Removes an operation (its call node and its return node).
+    #[inline]
+    fn lift(&mut self, call: u32) {
+        let ret = self.return_node[self.op[call as usize] as usize];
+        self.unlink(call);
+        self.unlink(ret);
+    }
+
+    /// Restores the operation most recently lifted.
+    #[inline]
+    fn unlift(&mut self, call: u32) {
+        let ret = self.return_node[self.op[call as usize] as usize];
+        self.relink(ret);
+        self.relink(call);
+    }
+}
+
+/// Which operations of `ops` the search must place: definite failures and
+/// indeterminate read-only operations are dropped.
+pub fn kept_operations<M: Model>(
+    model: &M,
+    history: &History<M::Input, M::Output>,
+    ops: &[usize],
+) -> Vec<usize> {
+    ops.iter()
+        .copied()
+        .filter(|&index| match history.operations.get(index) {
+            None => false,
+            Some(operation) => match &operation.outcome {
+                Outcome::Returned { .. } => true,
+                Outcome::Failed { .. } => false,
+                Outcome::Indeterminate { .. } => !model.is_read_only(&operation.input),
+            },
+        })
+        .collect()
+}
+
+/// Checks one partition: the operations `ops` (indexes into `history`).
+///
+/// `should_stop` is polled every few thousand steps; when it returns true the
+/// search ends with [`PartitionOutcome::Unknown`]. Never panics: indexes out
+/// of range are ignored, and an operation that returns before its call can
+/// never be placed.
+pub fn check_operations<M: Model>(
+    model: &M,
+    history: &History<M::Input, M::Output>,
+    ops: &[usize],
+    options: SearchOptions,
+    should_stop: &dyn Fn() -> bool,
+) -> PartitionOutcome {
+    let kept = kept_operations(model, history, ops);
+    let operations: Vec<_> = kept
+        .iter()
+        .map(|&index| &history.operations[index])
+        .collect();
+    let times: Vec<(Time, Option<Time>)> = operations
+        .iter()
+        .map(|operation| {
+            let ret = match operation.outcome {
+                Outcome::Returned { time, .. } | Outcome::Failed { time } => Some(time),
+                Outcome::Indeterminate { .. } => None,
+            };
+            (operation.call, ret)
+        })
+        .collect();
+    let mut entries = Entries::new(&times);
+    let tail = entries.tail();
+    let words = kept.len().div_ceil(64).max(1);
+    let keys: Vec<u64> = (0..kept.len()).map(zobrist).collect();
+    let mut cache: Cache<M::State> = Cache::new(words, options.cache_entries_max);
+    let mut bits = vec![0u64; words];
+    let mut set_hash = 0u64;
+    let mut state = model.init();
+    let mut stack: Vec<(u32, M::State)> = Vec::with_capacity(kept.len());
+    let mut best: Option<(usize, Vec<usize>)> = None;
+    let mut steps = 0u64;
+    let mut node = entries.next[HEAD as usize];
+    while entries.next[HEAD as usize] != tail {
+        steps += 1;
+        if steps.is_multiple_of(STOP_POLL_STEPS) && should_stop() {
+            return PartitionOutcome::Unknown {
+                reason: UnknownReason::Stopped,
+            };
+        }
+        let local = entries.op[node as usize] as usize;
+        if entries.is_call[node as usize] {
+            let operation = operations[local];
+            if let Some(next_state) =
+                model.step(&state, &operation.input, operation.outcome.output())
+            {
+                bits[local / 64] ^= 1 << (local % 64);
+                set_hash ^= keys[local];
+                let hash = set_hash ^ fx_hash(&next_state).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                match cache.insert(&bits, &next_state, hash) {
+                    Insert::Added => {
+                        stack.push((node, core::mem::replace(&mut state, next_state)));
+                        entries.lift(node);
+                        node = entries.next[HEAD as usize];
+                        continue;
+                    }
+                    Insert::Present => {
+                        bits[local / 64] ^= 1 << (local % 64);
+                        set_hash ^= keys[local];
+                    }
+                    Insert::Full => {
+                        return PartitionOutcome::Unknown {
+                            reason: UnknownReason::CacheFull,
+                        };
+                    }
+                }
+            }
+            node = entries.next[node as usize];
+        } else {
+            // A return entry: this operation returned and is not linearized.
+            if best
+                .as_ref()
+                .is_none_or(|(_, prefix)| stack.len() > prefix.len())
+            {
+                let prefix = stack
+                    .iter()
+                    .map(|(call, _)| kept[entries.op[*call as usize] as usize])
+                    .collect();
+                best = Some((kept[local], prefix));
+            }
+            let Some((call, previous)) = stack.pop() else {
+                let (op, prefix) = best.unwrap_or((kept[local], Vec::new()));
+                return PartitionOutcome::NotLinearizable { op, prefix };
+            };
+            state = previous;
+            let undone = entries.op[call as usize] as usize;
+            bits[undone / 64] ^= 1 << (undone % 64);
+            set_hash ^= keys[undone];
+            entries.unlift(call);
+            node = entries.next[call as usize];
+        }
+    }
+    PartitionOutcome::Linearizable {
+        order: stack
+            .iter()
+            .map(|(call, _)| kept[entries.op[*call as usize] as usize])
+            .collect(),
+    }
+}
