@@ -48,6 +48,8 @@ pub mod model;
 pub mod models;
 pub mod parse;
 pub mod search;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};

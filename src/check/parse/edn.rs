@@ -150,11 +150,20 @@ impl<'a> Reader<'a> {
     }
 
     fn read_sequence(&mut self, close: u8, depth: usize) -> Result<Vec<Value>, ReadError> {
+        let open_line = self.line;
         let mut items = Vec::new();
         loop {
             self.skip_blank();
             match self.peek() {
-                None => return self.error(format!("missing '{}'", close as char)),
+                None => {
+                    return Err((
+                        open_line,
+                        format!(
+                            "a collection opened on this line is never closed (missing '{}')",
+                            close as char
+                        ),
+                    ));
+                }
                 Some(byte) if byte == close => {
                     self.bump();
                     return Ok(items);

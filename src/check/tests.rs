@@ -1,0 +1,536 @@
+//! Hand-made histories, parsers, the adapter and property tests.
+
+use proptest::prelude::*;
+
+use super::history::{History, Operation, Outcome};
+use super::models::{
+    BuiltinModel, CasRegister, Counter, Kv, MachineInput, MachineOutput, RegisterInput,
+    RegisterOutput, StateMachineModel,
+};
+use super::parse::{self, Format};
+use super::{
+    CheckOptions, PartitionOutcome, SearchOptions, UnknownReason, Verdict, check, check_parallel,
+};
+use crate::examples;
+
+/// A register operation from `call` to `ret` (`None`: indeterminate).
+fn op(
+    client: u64,
+    input: RegisterInput,
+    call: u64,
+    ret: Option<u64>,
+    output: RegisterOutput,
+) -> Operation<RegisterInput, RegisterOutput> {
+    let outcome = match ret {
+        Some(time) => Outcome::Returned { time, output },
+        None => Outcome::Indeterminate { time: None },
+    };
+    Operation {
+        client,
+        input,
+        call,
+        outcome,
+    }
+}
+
+fn read(
+    client: u64,
+    call: u64,
+    ret: u64,
+    value: Option<i64>,
+) -> Operation<RegisterInput, RegisterOutput> {
+    op(
+        client,
+        RegisterInput::Read,
+        call,
+        Some(ret),
+        RegisterOutput::Value(value),
+    )
+}
+
+fn write(
+    client: u64,
+    value: i64,
+    call: u64,
+    ret: Option<u64>,
+) -> Operation<RegisterInput, RegisterOutput> {
+    op(
+        client,
+        RegisterInput::Write(value),
+        call,
+        ret,
+        RegisterOutput::Ok,
+    )
+}
+
+fn register_verdict(operations: Vec<Operation<RegisterInput, RegisterOutput>>) -> Verdict {
+    let history = History { operations };
+    check(&CasRegister, &history, &CheckOptions::default(), &|| false).verdict
+}
+
+fn is_linearizable(operations: Vec<Operation<RegisterInput, RegisterOutput>>) -> bool {
+    match register_verdict(operations) {
+        Verdict::Linearizable => true,
+        Verdict::NotLinearizable { .. } => false,
+        Verdict::Unknown { reason } => panic!("undecided: {reason}"),
+    }
+}
+
+#[test]
+fn indeterminate_write_that_took_effect_explains_a_later_read() {
+    assert!(is_linearizable(vec![
+        write(0, 1, 0, None),
+        read(1, 5, 6, Some(1))
+    ]));
+}
+
+#[test]
+fn indeterminate_write_that_never_took_effect_is_allowed() {
+    assert!(is_linearizable(vec![
+        write(0, 1, 0, None),
+        read(1, 5, 6, None),
+        read(1, 7, 8, None)
+    ]));
+}
+
+#[test]
+fn indeterminate_write_cannot_take_effect_before_its_call() {
+    assert!(!is_linearizable(vec![
+        read(1, 0, 1, Some(1)),
+        write(0, 1, 2, None)
+    ]));
+}
+
+#[test]
+fn indeterminate_write_cannot_flip_back_and_forth() {
+    // Once the read saw 1, the register cannot show nil again.
+    assert!(!is_linearizable(vec![
+        write(0, 1, 0, None),
+        read(1, 5, 6, Some(1)),
+        read(1, 7, 8, None)
+    ]));
+}
+
+#[test]
+fn failed_cas_is_an_observation_the_model_must_explain() {
+    let failed_cas = |call, ret| {
+        op(
+            1,
+            RegisterInput::Cas(1, 2),
+            call,
+            Some(ret),
+            RegisterOutput::CasFailed,
+        )
+    };
+    // The register held 1 for the whole cas: its failure is impossible.
+    assert!(!is_linearizable(vec![
+        write(0, 1, 0, Some(1)),
+        failed_cas(2, 3)
+    ]));
+    // The register held nil: the failure is explained.
+    assert!(is_linearizable(vec![
+        failed_cas(0, 1),
+        write(0, 1, 2, Some(3))
+    ]));
+}
+
+#[test]
+fn definitely_failed_write_is_dropped() {
+    let failed = Operation {
+        client: 0,
+        input: RegisterInput::Write(5),
+        call: 0,
+        outcome: Outcome::Failed { time: 1 },
+    };
+    assert!(is_linearizable(vec![failed.clone(), read(1, 2, 3, None)]));
+    assert!(!is_linearizable(vec![failed, read(1, 2, 3, Some(5))]));
+}
+
+#[test]
+fn stale_read_is_not_linearizable() {
+    let verdict = register_verdict(vec![
+        write(0, 1, 0, Some(1)),
+        write(0, 2, 2, Some(3)),
+        read(1, 4, 5, Some(1)),
+    ]);
+    let Verdict::NotLinearizable {
+        partition,
+        op,
+        prefix,
+    } = verdict
+    else {
+        panic!("{verdict:?}")
+    };
+    assert_eq!(
+        (partition, op),
+        (0, 2),
+        "the stale read is the operation that cannot be placed"
+    );
+    assert_eq!(prefix, vec![0, 1]);
+}
+
+#[test]
+fn lost_write_is_not_linearizable() {
+    // Write 1 completed, then a read still sees nil.
+    assert!(!is_linearizable(vec![
+        write(0, 1, 0, Some(1)),
+        read(1, 2, 3, None)
+    ]));
+}
+
+#[test]
+fn concurrent_writes_may_land_in_either_order() {
+    let writes = || vec![write(0, 1, 0, Some(10)), write(1, 2, 0, Some(10))];
+    for (seen, last) in [(1, 2), (2, 1)] {
+        let mut operations = writes();
+        operations.push(read(2, 11, 12, Some(last)));
+        operations.push(read(2, 13, 14, Some(last)));
+        assert!(is_linearizable(operations), "last {last}");
+        let mut operations = writes();
+        operations.push(read(2, 11, 12, Some(seen)));
+        operations.push(read(2, 13, 14, Some(last)));
+        assert!(!is_linearizable(operations), "{seen} then {last}");
+    }
+}
+
+#[test]
+fn touching_intervals_are_concurrent() {
+    // The read returns at the write's call time: they overlap at that instant.
+    assert!(is_linearizable(vec![
+        read(1, 0, 5, Some(1)),
+        write(0, 1, 5, Some(6))
+    ]));
+}
+
+#[test]
+fn should_stop_and_a_full_cache_give_unknown() {
+    let operations: Vec<_> = (0..40)
+        .map(|client| write(client, client as i64, 0, Some(100)))
+        .collect();
+    let history = History { operations };
+    let stopped = check(&CasRegister, &history, &CheckOptions::default(), &|| true);
+    // 40 writes find a linearization in 40 steps, before the first poll.
+    assert_eq!(stopped.verdict, Verdict::Linearizable);
+    let mut operations: Vec<_> = (0..20)
+        .map(|client| write(client, client as i64, 0, Some(100)))
+        .collect();
+    operations.push(read(99, 101, 102, Some(1000)));
+    let history = History { operations };
+    let stopped = check(&CasRegister, &history, &CheckOptions::default(), &|| true);
+    assert_eq!(
+        stopped.verdict,
+        Verdict::Unknown {
+            reason: UnknownReason::Stopped
+        }
+    );
+    let tiny = CheckOptions {
+        partition: true,
+        search: SearchOptions {
+            cache_entries_max: 100,
+        },
+    };
+    let full = check(&CasRegister, &history, &tiny, &|| false);
+    assert_eq!(
+        full.verdict,
+        Verdict::Unknown {
+            reason: UnknownReason::CacheFull
+        }
+    );
+}
+
+#[test]
+fn state_machine_adapter_checks_the_seed_counter() {
+    use examples::{CounterCmd, CounterQuery};
+    let model = StateMachineModel::new(examples::Counter::default());
+    let increment = |client, call, ret| Operation {
+        client,
+        input: MachineInput::Command(CounterCmd::Increment(5)),
+        call,
+        outcome: Outcome::Returned {
+            time: ret,
+            output: MachineOutput::Applied,
+        },
+    };
+    let value = |client, call, ret, seen| Operation {
+        client,
+        input: MachineInput::Query(CounterQuery::Value),
+        call,
+        outcome: Outcome::Returned {
+            time: ret,
+            output: MachineOutput::Answer(seen),
+        },
+    };
+    let good = History {
+        operations: vec![
+            increment(0, 0, 10),
+            increment(1, 1, 2),
+            value(2, 3, 4, 5),
+            value(2, 11, 12, 10),
+        ],
+    };
+    assert_eq!(
+        check(&model, &good, &CheckOptions::default(), &|| false).verdict,
+        Verdict::Linearizable
+    );
+    let bad = History {
+        operations: vec![increment(0, 0, 1), value(2, 3, 4, 0)],
+    };
+    assert!(matches!(
+        check(&model, &bad, &CheckOptions::default(), &|| false).verdict,
+        Verdict::NotLinearizable { op: 1, .. }
+    ));
+}
+
+fn raw(text: &str, format: Option<Format>) -> Result<parse::RawHistory, parse::ParseError> {
+    parse::parse(text, format, "test.txt")
+}
+
+#[test]
+fn knossos_vector_with_nemesis_and_info() {
+    let text = "[{:process 0, :type :invoke, :f :write, :value 1}\n\
+                {:process :nemesis, :type :info, :f :start, :value nil}\n\
+                {:process 0, :type :ok, :f :write, :value 1}\n\
+                {:process 1, :type :invoke, :f :cas, :value [1 2]}\n\
+                {:process 1, :type :info, :f :cas, :value [1 2]}\n\
+                {:process 2, :type :invoke, :f :read, :value nil}\n\
+                {:process 2, :type :ok, :f :read, :value 2}]";
+    let raw = raw(text, None).unwrap();
+    assert_eq!(raw.operations.len(), 3);
+    let (model, history) = CasRegister::from_raw(&raw).unwrap();
+    assert_eq!(
+        history.operations[1].outcome,
+        Outcome::Indeterminate { time: Some(4) }
+    );
+    assert_eq!(
+        check(&model, &history, &CheckOptions::default(), &|| false).verdict,
+        Verdict::Linearizable
+    );
+}
+
+#[test]
+fn jsonl_counter_history() {
+    let text = r#"{"process": 0, "type": "invoke", "f": "add", "value": 2, "time": 10}
+{"process": 1, "type": "invoke", "f": "read", "value": null, "time": 11}
+{"process": 0, "type": "ok", "f": "add", "value": 2, "time": 20}
+{"process": 1, "type": "ok", "f": "read", "value": 2, "time": 21}
+"#;
+    let raw = raw(text, None).unwrap();
+    let (model, history) = Counter::from_raw(&raw).unwrap();
+    assert_eq!(history.operations[0].call, 10);
+    assert_eq!(
+        check(&model, &history, &CheckOptions::default(), &|| false).verdict,
+        Verdict::Linearizable
+    );
+}
+
+#[test]
+fn parse_errors_name_file_and_line() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "{:process 0, :type :invoke, :f :write, :value 1}\n{:process 0, :type :ok, :f :write, :value 1\n",
+            "test.txt:2:",
+        ),
+        (
+            "{\"process\": 0, \"type\": \"invoke\", \"f\": \"write\", \"value\": 1}\n{oops}\n",
+            "test.txt:2: bad JSON",
+        ),
+        (
+            "{:process 0, :type :ok, :f :write, :value 1}\n",
+            "test.txt:1: completion of process 0 without an invocation",
+        ),
+        (
+            "INFO  jepsen.util - 0\t:invoke\t:write\t[1\n",
+            "test.txt:1:",
+        ),
+        (
+            "INFO  jepsen.util - x\t:invoke\t:write\t1\n",
+            "test.txt:1: bad process",
+        ),
+        ("hello\n", "test.txt: unknown format"),
+    ];
+    for (text, expected) in cases {
+        let error = raw(text, None).unwrap_err().to_string();
+        assert!(
+            error.starts_with(expected),
+            "{error:?} should start with {expected:?}"
+        );
+    }
+    let raw = raw("{:process 0, :type :invoke, :f :cas, :value 3}\n\n{:process 0, :type :ok, :f :cas, :value 3}", None).unwrap();
+    let error = CasRegister::from_raw(&raw).unwrap_err().to_string();
+    assert!(
+        error.starts_with("test.txt:1: cas expects [old new]"),
+        "{error}"
+    );
+}
+
+#[test]
+fn format_detection() {
+    assert_eq!(
+        Format::detect("INFO  jepsen.util - 0\t:invoke\t:read\tnil"),
+        Some(Format::JepsenLog)
+    );
+    assert_eq!(Format::detect("\n  {:process 0}"), Some(Format::Edn));
+    assert_eq!(Format::detect("[{:process 0}]"), Some(Format::Edn));
+    assert_eq!(Format::detect("{\"process\": 0}"), Some(Format::Jsonl));
+    assert_eq!(Format::detect("garbage"), None);
+}
+
+#[test]
+fn edn_export_round_trips() {
+    let history = History {
+        operations: vec![
+            write(0, 1, 0, Some(3)),
+            op(
+                1,
+                RegisterInput::Cas(5, 6),
+                1,
+                Some(2),
+                RegisterOutput::CasFailed,
+            ),
+            write(2, 2, 4, None),
+            read(3, 5, 6, Some(2)),
+        ],
+    };
+    let text = super::edn::to_edn(&CasRegister, &history);
+    let (_, back) = CasRegister::from_raw(&raw(&text, None).unwrap()).unwrap();
+    let strip = |history: &History<RegisterInput, RegisterOutput>| -> Vec<_> {
+        history
+            .operations
+            .iter()
+            .map(|operation| {
+                (
+                    operation.client,
+                    operation.input,
+                    operation.outcome.output().copied(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(strip(&back), strip(&history));
+}
+
+#[test]
+fn kv_partitions_by_key_and_parallel_agrees() {
+    let text = "{:process 0, :type :invoke, :f :put, :key \"a\", :value \"1\"}\n\
+                {:process 1, :type :invoke, :f :append, :key \"b\", :value \"x\"}\n\
+                {:process 0, :type :ok, :f :put, :key \"a\", :value \"1\"}\n\
+                {:process 1, :type :ok, :f :append, :key \"b\", :value \"x\"}\n\
+                {:process 0, :type :invoke, :f :get, :key \"b\", :value nil}\n\
+                {:process 0, :type :ok, :f :get, :key \"b\", :value \"\"}\n";
+    let (model, history) = Kv::from_raw(&raw(text, None).unwrap()).unwrap();
+    let report = check(&model, &history, &CheckOptions::default(), &|| false);
+    assert_eq!(report.partitions, vec![vec![0], vec![1, 2]]);
+    assert!(matches!(
+        report.verdict,
+        Verdict::NotLinearizable {
+            partition: 1,
+            op: 2,
+            ..
+        }
+    ));
+    assert!(matches!(
+        report.outcomes[0],
+        PartitionOutcome::Linearizable { .. }
+    ));
+    let parallel = check_parallel(&model, &history, &CheckOptions::default(), 2, &|| false);
+    assert_eq!(parallel.verdict, report.verdict);
+}
+
+#[test]
+fn garbage_input_never_panics() {
+    let inputs = [
+        "{:process 0, :type :ok}",
+        "[",
+        "[{:process -1, :type :invoke, :f :x}]",
+        "{\"process\": 1.5}",
+        "INFO  jepsen.util - 0\t:ok\t:read\t1",
+        "{:process 0, :type :invoke, :f :read}\n{:process 0, :type :ok, :f :write}",
+        "{\"process\": 0, \"type\": \"invoke\", \"f\": \"w\", \"time\": 1}\n{\"process\": 0, \"type\": \"ok\", \"f\": \"w\"}",
+    ];
+    for text in inputs {
+        if let Ok(raw) = raw(text, None) {
+            let _ = CasRegister::from_raw(&raw);
+            let _ = Kv::from_raw(&raw);
+            let _ = Counter::from_raw(&raw);
+        }
+    }
+}
+
+/// A register history made by running `operations` one at a time: each takes
+/// effect at its own instant, inside an interval of random width around it.
+fn sequential_history(
+    operations: &[(u8, i64, u8, u8, bool)],
+) -> History<RegisterInput, RegisterOutput> {
+    let mut state: Option<i64> = None;
+    let mut history = History::new();
+    for (position, (kind, value, before, after, indeterminate)) in operations.iter().enumerate() {
+        let instant = 100 + 10 * position as u64;
+        let (input, output) = match kind % 3 {
+            0 => (RegisterInput::Read, RegisterOutput::Value(state)),
+            1 => (RegisterInput::Write(*value), RegisterOutput::Ok),
+            _ => (
+                RegisterInput::Cas(value % 3, *value),
+                if state == Some(value % 3) {
+                    RegisterOutput::Ok
+                } else {
+                    RegisterOutput::CasFailed
+                },
+            ),
+        };
+        state = CasRegister_step(&state, &input, &output);
+        let call = instant - u64::from(*before) * 7;
+        let ret = instant + u64::from(*after) * 7;
+        let outcome = if *indeterminate && !matches!(input, RegisterInput::Read) {
+            Outcome::Indeterminate { time: Some(ret) }
+        } else {
+            Outcome::Returned { time: ret, output }
+        };
+        history.push(Operation {
+            client: position as u64,
+            input,
+            call,
+            outcome,
+        });
+    }
+    history
+}
+
+#[allow(non_snake_case)]
+fn CasRegister_step(
+    state: &Option<i64>,
+    input: &RegisterInput,
+    output: &RegisterOutput,
+) -> Option<i64> {
+    use super::model::Model;
+    CasRegister
+        .step(state, input, Some(output))
+        .expect("the generator follows the model")
+}
+
+proptest! {
+    #[test]
+    fn operations_run_one_at_a_time_are_linearizable(
+        operations in prop::collection::vec((0u8..3, 0i64..3, 0u8..4, 0u8..4, prop::bool::weighted(0.1)), 0..40)
+    ) {
+        let history = sequential_history(&operations);
+        let report = check(&CasRegister, &history, &CheckOptions::default(), &|| false);
+        prop_assert_eq!(report.verdict, Verdict::Linearizable);
+    }
+
+    #[test]
+    fn a_wrong_read_in_a_sequential_history_is_caught(
+        operations in prop::collection::vec((0u8..3, 0i64..3, Just(0u8), Just(0u8), Just(false)), 1..30),
+        victim in any::<prop::sample::Index>(),
+        wrong in 3i64..6,
+    ) {
+        let mut history = sequential_history(&operations);
+        let index = victim.index(history.len());
+        let operation = &mut history.operations[index];
+        operation.input = RegisterInput::Read;
+        operation.outcome = Outcome::Returned { time: operation.call, output: RegisterOutput::Value(Some(wrong)) };
+        // Values written are below 3, so a read of 3..6 can never be explained.
+        let report = check(&CasRegister, &history, &CheckOptions::default(), &|| false);
+        let is_not_linearizable = matches!(report.verdict, Verdict::NotLinearizable { .. });
+        prop_assert!(is_not_linearizable);
+    }
+}
