@@ -73,6 +73,8 @@ pub mod id;
 pub mod log;
 pub mod machine;
 pub mod raft;
+#[cfg(feature = "tokio")]
+pub mod runtime;
 
 pub use id::{GroupId, GroupIdInput, GroupIdInputs, GroupKey, PeerId, UniqueId};
 pub use log::{Cursor, HardState, InMemoryLogStore, Index, Storage, StorageError, Term};

@@ -1,0 +1,23 @@
+//! The production runtime (cargo feature `tokio`): the engine of [`crate::raft`]
+//! driven by tokio, with TCP bonds, a durable file log and the [`Group`] handle.
+//!
+//! ```text
+//!   Group handles ──requests──▶ ┌────────────── node task ───────────────┐
+//!                               │ drain ready events (≤ EVENT_BATCH_MAX) │
+//!   bond readers ──messages───▶ │   on_message / propose / query /       │
+//!   tokio timers ──────────────▶│   on_timer                             │
+//!                               │ flush (one fsync: group commit)        │
+//!   bond writers ◀──Send─────── │ execute effects, publish status        │
+//!                               └────────────────────────────────────────┘
+//! ```
+//!
+//! A node is one tokio task that owns its [`Node`](crate::raft::Node); nothing in
+//! the engine knows it runs on tokio. Time is tokio's monotonic clock, mapped to
+//! [`Instant`](crate::env::Instant) nanoseconds since the node started; entropy is
+//! a ChaCha8 stream seeded from the operating system.
+
+mod file_log;
+
+pub use file_log::{
+    FileLogError, FileLogOptions, FileLogStore, RECORD_HEADER_BYTES, SEGMENT_BYTES_DEFAULT,
+};
