@@ -1,5 +1,5 @@
 # The front door. Each target is a thin line over cargo.
-.PHONY: test lint fmt doc bench bench-engine
+.PHONY: test lint fmt doc bench bench-engine bench-check
 
 # Every test, every cargo feature (the madsim build is its own target).
 test:
@@ -20,3 +20,8 @@ bench: bench-engine
 # Engine-only throughput: 3 and 5 engines in one thread, no simulator.
 bench-engine:
 	cargo bench --bench engine
+
+# Linearizability checker against Porcupine (Go) on the same files, one run:
+# quorate's time, Porcupine's and the ratio (Porcupine skipped without `go`).
+bench-check:
+	cargo bench --bench check

@@ -83,6 +83,16 @@ pub trait Model {
         false
     }
 
+    /// Whether `input`, having returned `output`, leaves every state it is
+    /// allowed in unchanged: for every state `s`, `step(s, input, Some(output))`
+    /// is `None` or `Some(s)`. The search places such operations greedily
+    /// (a large pruning), so a wrong `true` can hide a linearization; the
+    /// default is [`is_read_only`](Model::is_read_only).
+    fn leaves_state_unchanged(&self, input: &Self::Input, output: &Self::Output) -> bool {
+        let _ = output;
+        self.is_read_only(input)
+    }
+
     /// Splits a history into independent sub-histories (Horn and Kroening's
     /// P-compositionality: for example one per key of a key-value store). The
     /// history is linearizable if and only if every part is. Each part lists

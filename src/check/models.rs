@@ -130,6 +130,14 @@ impl Model for CasRegister {
         matches!(input, RegisterInput::Read)
     }
 
+    fn leaves_state_unchanged(&self, input: &RegisterInput, output: &RegisterOutput) -> bool {
+        match input {
+            RegisterInput::Read => true,
+            RegisterInput::Write(_) => false,
+            RegisterInput::Cas(old, new) => old == new || *output == RegisterOutput::CasFailed,
+        }
+    }
+
     fn describe_operation(&self, input: &RegisterInput, output: Option<&RegisterOutput>) -> String {
         let result = match output {
             None => "?".to_string(),

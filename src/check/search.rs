@@ -12,6 +12,14 @@
 //! linearized: the search backtracks, restoring the last lifted operation in
 //! O(1) and trying the next candidate after it.
 //!
+//! One pruning beyond Porcupine's: an operation that cannot change the state
+//! ([`Model::leaves_state_unchanged`], such as a read) is placed as soon as it
+//! can be, and the search never tries the alternatives to placing it there:
+//! any linearization that places it later can place it now instead, since it
+//! changes nothing for the operations in between, and every operation that
+//! must precede it in real time is already placed. So when the configuration
+//! after placing it fails, the configuration before fails too.
+//!
 //! The linearized set is a bitset of `u64` words; its hash is kept
 //! incrementally (Zobrist: the XOR of a fixed random word per operation), and
 //! the cache is an open-addressing table over an arena of bitsets and states,
@@ -385,6 +393,13 @@ pub fn check_operations<M: Model>(
             (operation.call, ret)
         })
         .collect();
+    let unchanging: Vec<bool> = operations
+        .iter()
+        .map(|operation| match operation.outcome.output() {
+            Some(output) => model.leaves_state_unchanged(&operation.input, output),
+            None => false,
+        })
+        .collect();
     let mut entries = Entries::new(&times);
     let tail = entries.tail();
     let words = kept.len().div_ceil(64).max(1);
@@ -423,6 +438,13 @@ pub fn check_operations<M: Model>(
                     Insert::Present => {
                         bits[local / 64] ^= 1 << (local % 64);
                         set_hash ^= keys[local];
+                        if !unchanging[local] {
+                            node = entries.next[node as usize];
+                            continue;
+                        }
+                        // Placing an unchanging operation now is never worse
+                        // than later (see `Model::leaves_state_unchanged`), so
+                        // the current configuration fails with it.
                     }
                     Insert::Full => {
                         return PartitionOutcome::Unknown {
@@ -430,20 +452,25 @@ pub fn check_operations<M: Model>(
                         };
                     }
                 }
+            } else {
+                node = entries.next[node as usize];
+                continue;
             }
-            node = entries.next[node as usize];
-        } else {
+        } else if best
+            .as_ref()
+            .is_none_or(|(_, prefix)| stack.len() > prefix.len())
+        {
             // A return entry: this operation returned and is not linearized.
-            if best
-                .as_ref()
-                .is_none_or(|(_, prefix)| stack.len() > prefix.len())
-            {
-                let prefix = stack
-                    .iter()
-                    .map(|(call, _)| kept[entries.op[*call as usize] as usize])
-                    .collect();
-                best = Some((kept[local], prefix));
-            }
+            let prefix = stack
+                .iter()
+                .map(|(call, _)| kept[entries.op[*call as usize] as usize])
+                .collect();
+            best = Some((kept[local], prefix));
+        }
+        // Dead end: undo the last placement. An unchanging operation was
+        // placed greedily, so undoing it leaves a configuration that fails
+        // too: keep undoing.
+        loop {
             let Some((call, previous)) = stack.pop() else {
                 let (op, prefix) = best.unwrap_or((kept[local], Vec::new()));
                 return PartitionOutcome::NotLinearizable { op, prefix };
@@ -454,6 +481,9 @@ pub fn check_operations<M: Model>(
             set_hash ^= keys[undone];
             entries.unlift(call);
             node = entries.next[call as usize];
+            if !unchanging[undone] {
+                break;
+            }
         }
     }
     PartitionOutcome::Linearizable {
