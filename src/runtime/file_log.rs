@@ -399,7 +399,7 @@ impl<C: Command> FileLogStore<C> {
                     offset += length;
                 }
                 Err(reason) => {
-                    if !is_last || valid_record_after::<C>(&bytes, offset + 1) {
+                    if !is_last || valid_record_after(&bytes, offset + 1) {
                         return Err(FileLogError::Corrupt {
                             path,
                             offset: offset as u64,
@@ -827,7 +827,7 @@ fn parse_record<C: Command>(bytes: &[u8]) -> Result<(u64, u64, C, usize), String
 
 /// Whether any whole, valid record starts at or after `from`: a damaged record
 /// followed by a valid one is corruption, not a torn tail.
-fn valid_record_after<C: Command>(bytes: &[u8], from: usize) -> bool {
+fn valid_record_after(bytes: &[u8], from: usize) -> bool {
     (from..bytes.len()).any(|start| check_record(&bytes[start..]).is_ok())
 }
 

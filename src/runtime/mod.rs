@@ -17,7 +17,19 @@
 //! a ChaCha8 stream seeded from the operating system.
 
 mod file_log;
+pub mod frame;
+mod group;
+mod net;
+mod node;
 
 pub use file_log::{
     FileLogError, FileLogOptions, FileLogStore, RECORD_HEADER_BYTES, SEGMENT_BYTES_DEFAULT,
+};
+pub use group::{Group, GroupError, GroupStatus, RETRY_BACKOFF_MAX, RETRY_BACKOFF_MIN, When};
+pub use net::{
+    Backoff, BondFailure, BondLog, HANDSHAKE_TIMEOUT, LinkError, NET_INBOX_CAPACITY,
+    PEER_OUTBOX_CAPACITY, WRITE_BATCH_MAX,
+};
+pub use node::{
+    EVENT_BATCH_MAX, REQUEST_QUEUE_CAPACITY, RuntimeConfig, StartError, start, start_with_listener,
 };

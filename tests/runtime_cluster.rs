@@ -1,0 +1,515 @@
+//! Three nodes on loopback in one process: replication through any node,
+//! leader failover without losing acknowledged writes, restart and catch-up,
+//! and bond ports that survive garbage, wrong keys and foreign groups.
+#![cfg(feature = "tokio")]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use quorate::bond::{HandshakeFrame, PROTOCOL_VERSION, Refusal, WireFrame};
+use quorate::examples::{KvCmd, KvQuery, KvStore};
+use quorate::raft::{GroupConfig, NodeOptions};
+use quorate::runtime::{
+    Backoff, FileLogOptions, FileLogStore, Group, GroupError, RuntimeConfig, frame,
+};
+use quorate::{
+    Consistency, GroupIdInput, GroupIdInputs, GroupKey, PeerId, StateMachine, StateSync, UniqueId,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const KEY: &str = "cluster test key";
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let path =
+            std::env::temp_dir().join(format!("quorate-{name}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn group_config(count: u64) -> GroupConfig {
+    GroupConfig {
+        heartbeat_interval: Duration::from_millis(20),
+        election_timeout_min: Duration::from_millis(100),
+        election_timeout_max: Duration::from_millis(200),
+        ..GroupConfig::with_voter_count(count)
+    }
+}
+
+struct Cluster {
+    dir: TempDir,
+    addresses: BTreeMap<PeerId, SocketAddr>,
+    groups: BTreeMap<PeerId, Group<KvStore>>,
+}
+
+impl Cluster {
+    async fn start(name: &str, count: u64) -> Self {
+        let mut listeners = BTreeMap::new();
+        for id in 1..=count {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            listeners.insert(PeerId(id), listener);
+        }
+        let addresses = listeners
+            .iter()
+            .map(|(id, listener)| (*id, listener.local_addr().unwrap()))
+            .collect();
+        let mut cluster = Self {
+            dir: TempDir::new(name),
+            addresses,
+            groups: BTreeMap::new(),
+        };
+        for (id, listener) in listeners {
+            cluster.start_on(id, listener);
+        }
+        cluster
+    }
+
+    fn config(&self, id: PeerId) -> RuntimeConfig {
+        let peers = self
+            .addresses
+            .iter()
+            .filter(|(peer, _)| **peer != id)
+            .map(|(peer, address)| (*peer, *address))
+            .collect();
+        let mut config = RuntimeConfig::new(
+            id,
+            group_config(self.addresses.len() as u64),
+            GroupKey::from_secret(KEY),
+            peers,
+        );
+        config.options = NodeOptions {
+            proposal_timeout: Duration::from_millis(1000),
+            query_timeout: Duration::from_millis(1000),
+            ..NodeOptions::default()
+        };
+        config.backoff = Backoff {
+            min: Duration::from_millis(10),
+            max: Duration::from_millis(200),
+        };
+        config.call_timeout = Duration::from_secs(5);
+        config.blocking_sync = false;
+        config
+    }
+
+    fn start_on(&mut self, id: PeerId, listener: TcpListener) {
+        let options = FileLogOptions {
+            fsync: false,
+            ..FileLogOptions::default()
+        };
+        let storage = FileLogStore::open(self.dir.0.join(id.to_string()), options).unwrap();
+        let group = quorate::runtime::start_with_listener(
+            self.config(id),
+            listener,
+            KvStore::default(),
+            storage,
+        )
+        .unwrap();
+        self.groups.insert(id, group);
+    }
+
+    async fn restart(&mut self, id: PeerId) {
+        let listener = TcpListener::bind(self.addresses[&id]).await.unwrap();
+        self.start_on(id, listener);
+    }
+
+    async fn stop(&mut self, id: PeerId) {
+        let group = self.groups.remove(&id).unwrap();
+        group.terminate().await;
+    }
+
+    fn group(&self, id: u64) -> &Group<KvStore> {
+        &self.groups[&PeerId(id)]
+    }
+
+    /// Waits until one running node leads and every running node follows it.
+    async fn leader(&self) -> PeerId {
+        for _ in 0..500 {
+            let leaders: Vec<PeerId> = self
+                .groups
+                .values()
+                .filter(|g| g.is_leader())
+                .map(|g| g.node_id())
+                .collect();
+            if let [leader] = leaders[..]
+                && self.groups.values().all(|g| g.leader() == Some(leader))
+            {
+                return leader;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no stable leader within 5 s");
+    }
+}
+
+fn put(key: &str, value: &str) -> KvCmd {
+    KvCmd::Put {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+async fn get(group: &Group<KvStore>, key: &str, consistency: Consistency) -> Option<String> {
+    group
+        .query(KvQuery::Get { key: key.into() }, consistency)
+        .await
+        .expect("query answered")
+        .result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_leader_and_followers_are_applied_everywhere() {
+    let cluster = Cluster::start("everywhere", 3).await;
+    let leader = cluster.leader().await;
+    let mut last = quorate::Index(0);
+    for id in 1..=3u64 {
+        for n in 0..10 {
+            let index = cluster
+                .group(id)
+                .execute(put(&format!("k{id}-{n}"), &format!("v{n}")))
+                .await
+                .unwrap_or_else(|error| panic!("write via n{id} (leader {leader}): {error}"));
+            last = last.max(index);
+        }
+    }
+    let fed = cluster
+        .group(2)
+        .feed(put("fed", "yes"))
+        .await
+        .expect("feed");
+    assert!(fed > last);
+    for group in cluster.groups.values() {
+        group
+            .when()
+            .reaches(fed)
+            .await
+            .expect("commit reaches every node");
+        for id in 1..=3u64 {
+            for n in 0..10 {
+                assert_eq!(
+                    get(group, &format!("k{id}-{n}"), Consistency::Weak)
+                        .await
+                        .as_deref(),
+                    Some(format!("v{n}").as_str())
+                );
+            }
+        }
+        let answer = group
+            .query(KvQuery::Get { key: "fed".into() }, Consistency::Strong)
+            .await
+            .unwrap();
+        assert_eq!(answer.result.as_deref(), Some("yes"));
+        assert!(answer.position.index() >= fed);
+    }
+    let many = cluster
+        .group(3)
+        .execute_many((0..20).map(|n| put(&format!("m{n}"), "x")))
+        .await;
+    assert!(many.iter().all(Result::is_ok), "{many:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_leader_is_replaced_and_no_acknowledged_write_is_lost() {
+    let mut cluster = Cluster::start("failover", 3).await;
+    let old_leader = cluster.leader().await;
+    let followers: Vec<PeerId> = cluster
+        .groups
+        .keys()
+        .copied()
+        .filter(|id| *id != old_leader)
+        .collect();
+    // Writers on both followers keep writing while the leader goes away.
+    let mut writers = Vec::new();
+    for (number, follower) in followers.iter().enumerate() {
+        let group = cluster.groups[follower].clone();
+        writers.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for n in 0..60 {
+                let key = format!("w{number}-{n}");
+                match group.execute(put(&key, "v")).await {
+                    Ok(_) => acknowledged.push(key),
+                    Err(GroupError::Unknown) => {}
+                    Err(error) => panic!("{key}: {error}"),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    cluster.stop(old_leader).await;
+    let watcher = cluster.groups[&followers[0]].when();
+    let new_leader = watcher.leader_changed().await.expect("leader changes");
+    let new_leader = match new_leader {
+        Some(leader) if leader != old_leader => leader,
+        _ => cluster.leader().await,
+    };
+    assert_ne!(new_leader, old_leader);
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.unwrap());
+    }
+    assert!(
+        acknowledged.len() > 60,
+        "writes kept succeeding: {}",
+        acknowledged.len()
+    );
+    for follower in &followers {
+        for key in &acknowledged {
+            assert_eq!(
+                get(&cluster.groups[follower], key, Consistency::Strong)
+                    .await
+                    .as_deref(),
+                Some("v"),
+                "{key} lost on {follower}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_recovers_its_log_and_catches_up() {
+    let mut cluster = Cluster::start("restart", 3).await;
+    let leader = cluster.leader().await;
+    let victim = cluster
+        .groups
+        .keys()
+        .copied()
+        .find(|id| *id != leader)
+        .unwrap();
+    for n in 0..10 {
+        cluster.groups[&leader]
+            .execute(put(&format!("before-{n}"), "1"))
+            .await
+            .unwrap();
+    }
+    cluster.stop(victim).await;
+    let mut last = quorate::Index(0);
+    for n in 0..10 {
+        last = cluster.groups[&leader]
+            .execute(put(&format!("during-{n}"), "2"))
+            .await
+            .unwrap();
+    }
+    cluster.restart(victim).await;
+    let restarted = &cluster.groups[&victim];
+    restarted.when().reaches(last).await.expect("catches up");
+    for n in 0..10 {
+        assert_eq!(
+            get(restarted, &format!("before-{n}"), Consistency::Weak)
+                .await
+                .as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            get(restarted, &format!("during-{n}"), Consistency::Weak)
+                .await
+                .as_deref(),
+            Some("2")
+        );
+    }
+}
+
+/// Whether the peer closes the connection within a second.
+async fn closed_by_peer(stream: &mut TcpStream) -> bool {
+    let mut buffer = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_a_bond_port_closes_that_connection_and_the_node_keeps_serving() {
+    let cluster = Cluster::start("garbage", 3).await;
+    cluster.leader().await;
+    let target = cluster.addresses[&PeerId(2)];
+
+    let mut random = TcpStream::connect(target).await.unwrap();
+    let mut bytes = [0u8; 512];
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    for byte in &mut bytes {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *byte = state as u8;
+    }
+    bytes[..4].copy_from_slice(&64u32.to_le_bytes()); // a plausible length
+    let _ = random.write_all(&bytes).await;
+    assert!(
+        closed_by_peer(&mut random).await,
+        "random bytes close the connection"
+    );
+
+    let mut oversized = TcpStream::connect(target).await.unwrap();
+    oversized.write_all(&u32::MAX.to_le_bytes()).await.unwrap();
+    assert!(
+        closed_by_peer(&mut oversized).await,
+        "an oversized length closes the connection"
+    );
+
+    let index = cluster
+        .group(2)
+        .execute(put("still", "serving"))
+        .await
+        .expect("node 2 still serves");
+    for group in cluster.groups.values() {
+        group.when().reaches(index).await.unwrap();
+    }
+}
+
+/// Plays a peer by hand: sends our Hello, answers with the given proof
+/// strategy, returns every handshake frame the node sent.
+async fn fake_peer(
+    address: SocketAddr,
+    claimed: PeerId,
+    key: GroupKey,
+    inputs: GroupIdInputs,
+) -> Vec<HandshakeFrame> {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    let (mut handshake, hello) =
+        quorate::bond::Handshake::start(claimed, None, key, inputs, [7; 32]);
+    let send =
+        |frame: HandshakeFrame| frame::encode_frame(&WireFrame::<KvCmd>::Handshake(frame)).unwrap();
+    stream.write_all(&send(hello)).await.unwrap();
+    let mut received = Vec::new();
+    loop {
+        let read = tokio::time::timeout(
+            Duration::from_secs(2),
+            frame::read_message::<WireFrame<KvCmd>, _>(&mut stream, 1 << 16),
+        )
+        .await;
+        let Ok(Ok(WireFrame::Handshake(frame))) = read else {
+            return received;
+        };
+        received.push(frame.clone());
+        match handshake.on_frame(frame) {
+            Ok(quorate::bond::HandshakeStep::Continue(frames)) => {
+                for frame in frames {
+                    stream.write_all(&send(frame)).await.unwrap();
+                }
+            }
+            Ok(quorate::bond::HandshakeStep::Bonded { .. }) => return received,
+            Err(failure) => {
+                if let Some(reason) = failure.refusal {
+                    let _ = stream
+                        .write_all(&send(HandshakeFrame::Refused { reason }))
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+fn kv_inputs(key: &GroupKey, machine_signature: UniqueId) -> GroupIdInputs {
+    let machine = KvStore::default();
+    GroupIdInputs::new(
+        key,
+        group_config(3).digest(),
+        machine_signature,
+        machine.state_sync().signature(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_is_refused_and_learns_nothing() {
+    let cluster = Cluster::start("wrong-key", 3).await;
+    let key = GroupKey::from_secret("not the key");
+    let inputs = kv_inputs(&key, KvStore::default().signature());
+    let frames = fake_peer(cluster.addresses[&PeerId(2)], PeerId(1), key, inputs).await;
+    assert!(
+        matches!(
+            frames.first(),
+            Some(HandshakeFrame::Hello {
+                version: PROTOCOL_VERSION,
+                ..
+            })
+        ),
+        "{frames:?}"
+    );
+    assert!(
+        !frames
+            .iter()
+            .any(|frame| matches!(frame, HandshakeFrame::Identity { .. })),
+        "no identity to a peer without the key: {frames:?}"
+    );
+    assert!(
+        frames.contains(&HandshakeFrame::Refused {
+            reason: Refusal::Authentication
+        }),
+        "{frames:?}"
+    );
+    let failures = cluster.group(2).bond_failures();
+    assert!(
+        matches!(
+            &failures.get("peer n1").map(|f| &f.error),
+            Some(quorate::bond::BondError::WrongKey { .. })
+        ),
+        "{failures:?}"
+    );
+    cluster
+        .group(2)
+        .execute(put("after", "wrong key"))
+        .await
+        .expect("still serving");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mismatched_signature_is_refused_named_and_logged_once() {
+    let cluster = Cluster::start("signature", 3).await;
+    let key = GroupKey::from_secret(KEY);
+    let inputs = kv_inputs(&key, UniqueId::from("kv_store_v2"));
+    for attempt in 1..=2u64 {
+        let frames = fake_peer(
+            cluster.addresses[&PeerId(3)],
+            PeerId(1),
+            key.clone(),
+            inputs,
+        )
+        .await;
+        assert!(
+            frames.contains(&HandshakeFrame::Refused {
+                reason: Refusal::Mismatch(vec![GroupIdInput::MachineSignature])
+            }),
+            "{frames:?}"
+        );
+        let failures = cluster.group(3).bond_failures();
+        let failure = &failures["peer n1"];
+        assert!(
+            failure
+                .error
+                .to_string()
+                .contains("state machine signature"),
+            "{}",
+            failure.error
+        );
+        assert_eq!(
+            failure.repeats, attempt,
+            "the same refusal is counted, not logged again"
+        );
+    }
+    cluster
+        .group(3)
+        .execute(put("after", "mismatch"))
+        .await
+        .expect("still serving");
+}
