@@ -22,6 +22,9 @@ struct Cli {
 enum Command {
     /// Check recorded histories for linearizability.
     Check(CheckArgs),
+    /// Run the built-in key-value store as a replicated node with a Redis port.
+    #[cfg(feature = "tokio")]
+    Node(quorate::runtime::node_cli::NodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +33,8 @@ fn main() -> ExitCode {
     let start = Instant::now();
     let clock = move || start.elapsed();
     let status = match &cli.command {
+        #[cfg(feature = "tokio")]
+        Command::Node(args) => i32::from(quorate::runtime::node_cli::run(args)),
         Command::Check(args) => {
             run_check(args, &clock, &mut std::io::stdout(), &mut std::io::stderr())
         }

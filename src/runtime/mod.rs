@@ -21,6 +21,8 @@ pub mod frame;
 mod group;
 mod net;
 mod node;
+pub mod node_cli;
+pub mod resp;
 
 pub use file_log::{
     FileLogError, FileLogOptions, FileLogStore, RECORD_HEADER_BYTES, SEGMENT_BYTES_DEFAULT,
