@@ -25,3 +25,16 @@ bench-engine:
 # quorate's time, Porcupine's and the ratio (Porcupine skipped without `go`).
 bench-check:
 	cargo bench --bench check
+
+# Runtime (feature tokio): 3 nodes on loopback, commits/s and p50/p99 at 1, 16
+# and 256 clients with fsync on and off; then redis-benchmark against three
+# `quorate node` processes beside a plain redis-server.
+.PHONY: bench-runtime install-redis-tools
+bench-runtime:
+	cargo bench --features tokio --bench runtime
+	bash benches/redis_compare.sh
+
+# redis-cli, redis-benchmark and redis-server, for the node process test and
+# bench-runtime.
+install-redis-tools:
+	apt-get install -y redis-tools redis-server
