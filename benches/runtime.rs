@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use quorate::GroupKey;
@@ -28,7 +28,7 @@ struct Run {
     unacknowledged: usize,
 }
 
-async fn start_cluster(dir: &PathBuf, fsync: bool) -> BTreeMap<PeerId, Group<KvStore>> {
+async fn start_cluster(dir: &Path, fsync: bool) -> BTreeMap<PeerId, Group<KvStore>> {
     let mut listeners = BTreeMap::new();
     for id in 1..=3 {
         listeners.insert(PeerId(id), TcpListener::bind("127.0.0.1:0").await.unwrap());
