@@ -43,6 +43,8 @@ pub enum DecodeError {
         /// How many bytes were not consumed.
         bytes: usize,
     },
+    /// A sealed frame's checksum does not match its bytes: corrupted in transit.
+    Checksum,
     /// The bytes do not describe a value of the expected type.
     Malformed {
         /// What the decoder found wrong.
@@ -58,6 +60,7 @@ impl fmt::Display for DecodeError {
             }
             Self::Truncated => f.write_str("input ended in the middle of a value"),
             Self::TrailingBytes { bytes } => write!(f, "{bytes} bytes left after the value"),
+            Self::Checksum => f.write_str("checksum mismatch: the frame was corrupted"),
             Self::Malformed { reason } => write!(f, "malformed input: {reason}"),
         }
     }
@@ -136,6 +139,39 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     Ok(value)
 }
 
+/// Bytes of checksum [`seal`] appends.
+pub const SEAL_BYTES: usize = 8;
+
+/// Encodes `value` and appends a checksum (the first [`SEAL_BYTES`] of its blake3
+/// hash), for transports that do not detect corruption themselves.
+///
+/// # Errors
+///
+/// As [`encode_into`].
+pub fn seal<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError> {
+    let mut buffer = Vec::new();
+    encode_into(value, &mut buffer)?;
+    let checksum = blake3::hash(&buffer);
+    buffer.extend_from_slice(&checksum.as_bytes()[..SEAL_BYTES]);
+    Ok(buffer)
+}
+
+/// Verifies the checksum of a [`seal`]ed frame, then decodes it.
+///
+/// # Errors
+///
+/// [`DecodeError::Checksum`] for corrupted bytes, else as [`decode`].
+pub fn unseal<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    if bytes.len() < SEAL_BYTES {
+        return Err(DecodeError::Truncated);
+    }
+    let (payload, checksum) = bytes.split_at(bytes.len() - SEAL_BYTES);
+    if blake3::hash(payload).as_bytes()[..SEAL_BYTES] != *checksum {
+        return Err(DecodeError::Checksum);
+    }
+    decode(payload)
+}
+
 fn classify(error: bincode::error::DecodeError) -> DecodeError {
     use bincode::error::DecodeError as Bincode;
     match error {
@@ -202,6 +238,20 @@ mod tests {
         let mut bytes = vec![2u8, 0xff];
         bytes.extend_from_slice(&u64::MAX.to_le_bytes());
         assert!(decode::<Sample>(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_flipped_bit_in_a_sealed_frame_is_detected() {
+        let sealed = seal(&Sample::Pair(7, "seven".into())).unwrap();
+        assert_eq!(
+            unseal::<Sample>(&sealed),
+            Ok(Sample::Pair(7, "seven".into()))
+        );
+        for position in 0..sealed.len() {
+            let mut corrupted = sealed.clone();
+            corrupted[position] ^= 0x10;
+            assert_eq!(unseal::<Sample>(&corrupted), Err(DecodeError::Checksum));
+        }
     }
 
     proptest::proptest! {

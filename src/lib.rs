@@ -75,6 +75,7 @@ pub mod machine;
 pub mod raft;
 #[cfg(feature = "tokio")]
 pub mod runtime;
+pub mod sim;
 
 pub use id::{GroupId, GroupIdInput, GroupIdInputs, GroupKey, PeerId, UniqueId};
 pub use log::{Cursor, HardState, InMemoryLogStore, Index, Storage, StorageError, Term};

@@ -43,7 +43,7 @@ pub struct Proposal<C> {
 
 /// A command entry: the user's command with what the engine needs to apply it
 /// exactly once and in deterministic batches.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CommandEntry<C> {
     /// The user's command.
     pub command: C,
@@ -57,7 +57,7 @@ pub struct CommandEntry<C> {
 }
 
 /// One entry of the replicated log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LogEntry<C> {
     /// The entry a new leader appends at the start of its term, so that it can
     /// commit entries of earlier terms (§5.4.2) and serve reads (§6.4).

@@ -1,0 +1,251 @@
+//! The clients' history: every operation with invoke/ok/info semantics, and its
+//! conversion into the linearizability checker's [`History`].
+
+use std::collections::BTreeMap;
+
+use super::workload::{Operation, SimMachine, Workload};
+use crate::check::history::{History, Operation as CheckedOperation, Outcome};
+use crate::check::model::Model;
+use crate::check::models::{MachineInput, MachineOutput, StateMachineModel};
+use crate::env::Instant;
+use crate::log::Cursor;
+use crate::machine::StateMachine;
+
+/// The checker's history of machine `M`'s operations.
+pub type CheckedHistory<M> = History<
+    MachineInput<<M as StateMachine>::Command, <M as StateMachine>::Query>,
+    MachineOutput<<M as StateMachine>::QueryResult>,
+>;
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperationOutcome<R> {
+    /// Not finished when the run ended.
+    Pending,
+    /// Completed; a query's answer and the position it reflects.
+    Ok {
+        /// When the client learned it.
+        at: Instant,
+        /// A query's answer.
+        answer: Option<(R, Cursor)>,
+    },
+    /// The client gave up: the operation may or may not have taken effect.
+    Info {
+        /// When the client gave up.
+        at: Instant,
+    },
+}
+
+/// One client operation.
+#[derive(Debug, Clone)]
+pub struct RecordedOperation<M: SimMachine> {
+    /// The client.
+    pub client: u64,
+    /// What it asked.
+    pub operation: Operation<M>,
+    /// When it asked.
+    pub invoked: Instant,
+    /// How it ended.
+    pub outcome: OperationOutcome<M::QueryResult>,
+}
+
+/// Every client operation of a run, in invocation order.
+#[derive(Debug, Clone)]
+pub struct SimHistory<M: SimMachine> {
+    /// The operations.
+    pub operations: Vec<RecordedOperation<M>>,
+}
+
+impl<M: SimMachine> Default for SimHistory<M> {
+    fn default() -> Self {
+        Self {
+            operations: Vec::new(),
+        }
+    }
+}
+
+impl<M: SimMachine> SimHistory<M> {
+    /// Records an invocation; returns its index.
+    pub fn invoke(&mut self, client: u64, operation: Operation<M>, at: Instant) -> usize {
+        self.operations.push(RecordedOperation {
+            client,
+            operation,
+            invoked: at,
+            outcome: OperationOutcome::Pending,
+        });
+        self.operations.len() - 1
+    }
+
+    /// Records how operation `index` ended.
+    pub fn complete(&mut self, index: usize, outcome: OperationOutcome<M::QueryResult>) {
+        self.operations[index].outcome = outcome;
+    }
+
+    /// How many operations completed ok.
+    pub fn completed(&self) -> usize {
+        self.operations
+            .iter()
+            .filter(|operation| matches!(operation.outcome, OperationOutcome::Ok { .. }))
+            .count()
+    }
+
+    /// The strong operations as a checker history (weak reads are checked apart).
+    /// Times are virtual nanoseconds.
+    pub fn to_checked(&self) -> CheckedHistory<M> {
+        let mut history = History::new();
+        for recorded in &self.operations {
+            let input = match &recorded.operation {
+                Operation::Command(command) => MachineInput::Command(command.clone()),
+                Operation::Query {
+                    query,
+                    strong: true,
+                } => MachineInput::Query(query.clone()),
+                Operation::Query { strong: false, .. } => continue,
+            };
+            let outcome = match &recorded.outcome {
+                OperationOutcome::Ok { at, answer } => Outcome::Returned {
+                    time: at.as_nanos(),
+                    output: match answer {
+                        Some((result, _)) => MachineOutput::Answer(result.clone()),
+                        None => MachineOutput::Applied,
+                    },
+                },
+                OperationOutcome::Info { at } => Outcome::Indeterminate {
+                    time: Some(at.as_nanos()),
+                },
+                OperationOutcome::Pending => Outcome::Indeterminate { time: None },
+            };
+            history.push(CheckedOperation {
+                client: recorded.client,
+                input,
+                call: recorded.invoked.as_nanos(),
+                outcome,
+            });
+        }
+        history
+    }
+
+    /// Weak reads at the same log position asking the same query must agree, as
+    /// must strong reads: each reflects the committed prefix through its position.
+    /// Returns the first disagreement found.
+    pub fn check_reads_agree(&self) -> Result<(), String> {
+        let mut seen: BTreeMap<(u64, u64, String), (&M::QueryResult, usize)> = BTreeMap::new();
+        for (position, recorded) in self.operations.iter().enumerate() {
+            let (
+                Operation::Query { query, .. },
+                OperationOutcome::Ok {
+                    answer: Some((result, at)),
+                    ..
+                },
+            ) = (&recorded.operation, &recorded.outcome)
+            else {
+                continue;
+            };
+            let key = (at.index().0, at.term().0, format!("{query:?}"));
+            if let Some((earlier, earlier_position)) = seen.get(&key) {
+                if *earlier != result {
+                    return Err(format!(
+                        "reads of {query:?} at log position {at} disagree: operation {earlier_position} saw {earlier:?}, operation {position} saw {result:?}"
+                    ));
+                }
+            } else {
+                seen.insert(key, (result, position));
+            }
+        }
+        Ok(())
+    }
+
+    /// Weak reads of one client never go back in log position while it reads from
+    /// one node incarnation.
+    pub fn check_weak_reads_monotonic(
+        &self,
+        incarnations: &BTreeMap<usize, (u64, u64)>,
+    ) -> Result<(), String> {
+        let mut last: BTreeMap<(u64, (u64, u64)), Cursor> = BTreeMap::new();
+        for (position, recorded) in self.operations.iter().enumerate() {
+            let (
+                Operation::Query { strong: false, .. },
+                OperationOutcome::Ok {
+                    answer: Some((_, at)),
+                    ..
+                },
+            ) = (&recorded.operation, &recorded.outcome)
+            else {
+                continue;
+            };
+            let Some(incarnation) = incarnations.get(&position) else {
+                continue;
+            };
+            let key = (recorded.client, *incarnation);
+            if let Some(previous) = last.get(&key)
+                && at.index() < previous.index()
+            {
+                return Err(format!(
+                    "weak reads went back: client {} read at {previous} then at {at} from the same node",
+                    recorded.client
+                ));
+            }
+            last.insert(key, *at);
+        }
+        Ok(())
+    }
+}
+
+/// A model that checks `M` as its own specification, split by the workload's
+/// keys (P-compositionality) when it has them.
+pub struct KeyedMachineModel<'w, M: SimMachine> {
+    inner: StateMachineModel<M>,
+    workload: &'w dyn Workload<M>,
+}
+
+impl<'w, M: SimMachine> KeyedMachineModel<'w, M> {
+    /// The model of `initial`, partitioned by `workload`'s keys.
+    pub fn new(initial: M, workload: &'w dyn Workload<M>) -> Self {
+        Self {
+            inner: StateMachineModel::new(initial),
+            workload,
+        }
+    }
+}
+
+impl<M: SimMachine> Model for KeyedMachineModel<'_, M> {
+    type Input = MachineInput<M::Command, M::Query>;
+    type Output = MachineOutput<M::QueryResult>;
+    type State = M;
+
+    fn init(&self) -> M {
+        self.inner.init()
+    }
+
+    fn step(&self, state: &M, input: &Self::Input, output: Option<&Self::Output>) -> Option<M> {
+        self.inner.step(state, input, output)
+    }
+
+    fn is_read_only(&self, input: &Self::Input) -> bool {
+        self.inner.is_read_only(input)
+    }
+
+    fn partition(&self, history: &History<Self::Input, Self::Output>) -> Vec<Vec<usize>> {
+        let mut parts: BTreeMap<Option<u64>, Vec<usize>> = BTreeMap::new();
+        for (index, operation) in history.operations.iter().enumerate() {
+            let key = match &operation.input {
+                MachineInput::Command(command) => self.workload.key_of_command(command),
+                MachineInput::Query(query) => self.workload.key_of_query(query),
+            };
+            parts.entry(key).or_default().push(index);
+        }
+        // Operations without a key touch everything: then nothing can be split.
+        if parts.contains_key(&None) {
+            return vec![(0..history.len()).collect()];
+        }
+        parts.into_values().collect()
+    }
+
+    fn describe_operation(&self, input: &Self::Input, output: Option<&Self::Output>) -> String {
+        self.inner.describe_operation(input, output)
+    }
+
+    fn describe_state(&self, state: &M) -> String {
+        self.inner.describe_state(state)
+    }
+}

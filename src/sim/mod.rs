@@ -1,0 +1,358 @@
+//! The deterministic simulator: a whole group in one thread, in virtual time.
+//!
+//! One root seed (u64) gives independent ChaCha8 streams per component
+//! (network, each node incarnation, workload, clients, faults, bonds), so adding
+//! a node or a fault does not reshuffle the others. Events are ordered by
+//! (virtual time, sequence number); time jumps from event to event, nothing ever
+//! sleeps. Messages travel as bytes through the production codec (sealed with a
+//! checksum, so corrupted frames are rejected by the codec, not by luck).
+//!
+//! A run is built from a seed, the node count, a machine factory, a workload, a
+//! fault plan, a duration and a quiet period, and yields a [`RunReport`]: the
+//! verdicts of the online Raft invariants, linearizability of the strong
+//! operations, the weak-read checks, liveness after the quiet period, and
+//! GroupId isolation; plus the trace hash and the last trace events.
+//!
+//! ```
+//! use quorate::examples::KvStore;
+//! use quorate::sim::{SimConfig, Simulation, workload::KvWorkload};
+//! use std::time::Duration;
+//!
+//! let mut config = SimConfig::new(42);
+//! config.duration = Duration::from_secs(2);
+//! config.quiet_period = Duration::from_secs(3);
+//! let report = Simulation::new(config, KvStore::default, KvWorkload::default()).run();
+//! assert!(report.passed(), "{}", report.failure_text());
+//! // The same seed gives the same trace, byte for byte.
+//! let mut again = SimConfig::new(42);
+//! again.duration = Duration::from_secs(2);
+//! again.quiet_period = Duration::from_secs(3);
+//! assert_eq!(report.trace_hash, Simulation::new(again, KvStore::default, KvWorkload::default()).run().trace_hash);
+//! ```
+
+pub mod config;
+pub mod faults;
+pub mod history;
+mod invariants;
+pub mod network;
+mod queue;
+pub mod runner;
+pub mod trace;
+pub mod workload;
+mod world;
+
+use core::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+pub use config::{FaultPlan, FaultPreset, NetworkFaults, SimConfig};
+pub use runner::{campaign_from_env, reproduce_command};
+pub use world::RunStats;
+
+use crate::check::search::SearchOptions;
+use crate::check::{CheckOptions, Verdict};
+use crate::env::{chance, derive_entropy, uniform_u64};
+use crate::id::{GroupIdInput, PeerId};
+use history::{KeyedMachineModel, SimHistory};
+use trace::TraceEvent;
+use workload::{SimMachine, Workload};
+use world::World;
+
+/// Memory bound of the linearizability search per partition, in cached states.
+const LINEARIZABILITY_CACHE_MAX: usize = 2_000_000;
+
+/// A check that failed, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Which check: `safety`, `linearizability`, `weak reads`, `liveness`,
+    /// `group isolation`, `panic`.
+    pub check: String,
+    /// The explanation.
+    pub message: String,
+    /// When it was found (virtual time), if during the run.
+    pub at: Option<crate::env::Instant>,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.at {
+            Some(at) => write!(f, "[{}] at {at}: {}", self.check, self.message),
+            None => write!(f, "[{}] {}", self.check, self.message),
+        }
+    }
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The configuration it ran with.
+    pub config: SimConfig,
+    /// The workload's name.
+    pub workload: String,
+    /// The faults it drew.
+    pub faults: String,
+    /// The checks that failed; empty if the run passed.
+    pub violations: Vec<Violation>,
+    /// Bonds refused, with the reason (e.g. a named signature mismatch).
+    pub bond_refusals: Vec<String>,
+    /// The hash of the trace.
+    pub trace_hash: String,
+    /// How many trace events.
+    pub trace_events: u64,
+    /// The last trace events.
+    pub trace_tail: Vec<TraceEvent>,
+    /// Every trace event, if recording was on.
+    pub trace: Option<Vec<TraceEvent>>,
+    /// Per-event trace checkpoints, if kept (determinism checks).
+    pub checkpoints: Option<Vec<u64>>,
+    /// Counters.
+    pub stats: RunStats,
+    /// Client operations invoked and completed ok.
+    pub operations: (usize, usize),
+    /// Whether the linearizability search gave up (not a failure, but weaker).
+    pub linearizability_unknown: Option<String>,
+}
+
+impl RunReport {
+    /// Whether every check passed.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The first failed check's name, for grouping failures.
+    pub fn failed_check(&self) -> Option<&str> {
+        self.violations
+            .first()
+            .map(|violation| violation.check.as_str())
+    }
+
+    /// A failure report: the seed, what failed, the last trace events and the
+    /// command that reproduces it.
+    pub fn failure_text(&self) -> String {
+        use fmt::Write;
+        let mut text = String::new();
+        let _ = writeln!(
+            text,
+            "seed {} FAILED ({} nodes, workload {}, faults {}: {})",
+            self.config.seed, self.config.nodes, self.workload, self.config.faults, self.faults
+        );
+        for violation in &self.violations {
+            let _ = writeln!(text, "  {violation}");
+        }
+        let _ = writeln!(text, "  last {} trace events:", self.trace_tail.len());
+        for event in &self.trace_tail {
+            let _ = writeln!(text, "    {event}");
+        }
+        let _ = writeln!(text, "  trace hash {}", self.trace_hash);
+        let _ = writeln!(
+            text,
+            "  reproduce: {}",
+            reproduce_command(&self.config, &self.workload)
+        );
+        text
+    }
+}
+
+/// A simulation of machine `M` under workload `W`.
+pub struct Simulation<M: SimMachine> {
+    config: SimConfig,
+    make_machine: Box<dyn Fn() -> M>,
+    workload: Box<dyn Workload<M>>,
+    checkpoints: bool,
+}
+
+impl<M: SimMachine> Simulation<M> {
+    /// A simulation of `config`, each node running a machine from `make_machine`.
+    pub fn new(
+        config: SimConfig,
+        make_machine: impl Fn() -> M + 'static,
+        workload: impl Workload<M> + 'static,
+    ) -> Self {
+        Self {
+            config,
+            make_machine: Box::new(make_machine),
+            workload: Box::new(workload),
+            checkpoints: false,
+        }
+    }
+
+    /// Keeps a running hash after every trace event, so two runs can be compared
+    /// event by event.
+    #[must_use]
+    pub fn with_checkpoints(mut self) -> Self {
+        self.checkpoints = true;
+        self
+    }
+
+    /// Runs the simulation to the end of the quiet period and checks everything.
+    /// A panic inside the run (an engine assertion) is reported as a violation.
+    pub fn run(self) -> RunReport {
+        let config = self.config.clone();
+        let workload_name = self.workload.name();
+        let outcome = catch_unwind(AssertUnwindSafe(|| run_world(self)));
+        outcome.unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_owned()))
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            RunReport {
+                config,
+                workload: workload_name,
+                faults: String::new(),
+                violations: vec![Violation {
+                    check: "panic".into(),
+                    message,
+                    at: None,
+                }],
+                bond_refusals: Vec::new(),
+                trace_hash: String::new(),
+                trace_events: 0,
+                trace_tail: Vec::new(),
+                trace: None,
+                checkpoints: None,
+                stats: RunStats::default(),
+                operations: (0, 0),
+                linearizability_unknown: None,
+            }
+        })
+    }
+}
+
+fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
+    let Simulation {
+        config,
+        make_machine,
+        workload,
+        checkpoints,
+    } = simulation;
+    let mut fault_rng = derive_entropy(config.seed, "faults");
+    let plan = FaultPlan::from_preset(config.faults, &mut fault_rng);
+    let nodes: Vec<PeerId> = (1..=config.nodes).map(PeerId).collect();
+    let schedule = faults::schedule(&plan, &nodes, config.duration, &mut fault_rng);
+    // A node of another GroupId: at most one, and only where the rest still
+    // make a quorum.
+    let mismatch = (plan.group_mismatch && config.nodes >= 3).then(|| {
+        let node = nodes[uniform_u64(&mut fault_rng, 0, nodes.len() as u64) as usize];
+        let input = if chance(&mut fault_rng, 700_000) {
+            GroupIdInput::MachineSignature
+        } else {
+            GroupIdInput::Key
+        };
+        (node, input)
+    });
+    let faults = plan.summary();
+    let workload_name = workload.name();
+    let mut world = World::new(
+        config.clone(),
+        plan,
+        make_machine,
+        workload,
+        fault_rng,
+        checkpoints,
+    );
+    world.start(schedule, mismatch);
+    world.run();
+
+    let mut violations: Vec<Violation> = world
+        .violations
+        .iter()
+        .map(|(at, message)| Violation {
+            check: "safety".into(),
+            message: message.clone(),
+            at: Some(*at),
+        })
+        .collect();
+    for (check, message) in world.final_checks() {
+        violations.push(Violation {
+            check: check.into(),
+            message,
+            at: None,
+        });
+    }
+    if let Err(message) = world.history.check_reads_agree() {
+        violations.push(Violation {
+            check: "weak reads".into(),
+            message,
+            at: None,
+        });
+    }
+    if let Err(message) = world
+        .history
+        .check_weak_reads_monotonic(&world.weak_read_sources)
+    {
+        violations.push(Violation {
+            check: "weak reads".into(),
+            message,
+            at: None,
+        });
+    }
+    let linearizability_unknown = check_linearizability(
+        &world.history,
+        &*world.workload,
+        world.fresh_machine(),
+        &mut violations,
+    );
+    let bond_refusals = world
+        .bond_errors
+        .iter()
+        .map(|(node, peer, error)| format!("{node} refused {peer}: {error}"))
+        .collect();
+    let operations = (world.history.operations.len(), world.history.completed());
+    RunReport {
+        workload: workload_name,
+        faults,
+        violations,
+        bond_refusals,
+        trace_hash: world.trace.hash(),
+        trace_events: world.trace.len(),
+        trace_tail: world.trace.tail(),
+        trace: world.trace.events().map(<[TraceEvent]>::to_vec),
+        checkpoints: world.trace.checkpoints().map(<[u64]>::to_vec),
+        stats: world.stats,
+        operations,
+        linearizability_unknown,
+        config,
+    }
+}
+
+/// Checks the strong operations for linearizability against the machine itself.
+/// Returns why the search gave up, if it did.
+fn check_linearizability<M: SimMachine>(
+    history: &SimHistory<M>,
+    workload: &dyn Workload<M>,
+    initial: M,
+    violations: &mut Vec<Violation>,
+) -> Option<String> {
+    let checked = history.to_checked();
+    let model = KeyedMachineModel::new(initial, workload);
+    let options = CheckOptions {
+        partition: true,
+        search: SearchOptions {
+            cache_entries_max: LINEARIZABILITY_CACHE_MAX,
+        },
+    };
+    let report = crate::check::check(&model, &checked, &options, &|| false);
+    match report.verdict {
+        Verdict::Linearizable => None,
+        Verdict::NotLinearizable { op, prefix, .. } => {
+            let operation = &checked.operations[op];
+            let description = crate::check::model::Model::describe_operation(
+                &model,
+                &operation.input,
+                operation.outcome.output(),
+            );
+            violations.push(Violation {
+                check: "linearizability".into(),
+                message: format!(
+                    "client {} operation `{description}` (called at {} ns) cannot be linearized after a linearizable prefix of {} operations",
+                    operation.client,
+                    operation.call,
+                    prefix.len()
+                ),
+                at: None,
+            });
+            None
+        }
+        Verdict::Unknown { reason } => Some(reason.to_string()),
+    }
+}

@@ -1,0 +1,203 @@
+//! The simulated network: per-message latency, loss, duplication, corruption and
+//! latency spikes, and partitions as a set of blocked directed links.
+
+use core::fmt;
+use core::time::Duration;
+use std::collections::BTreeSet;
+
+use super::config::NetworkFaults;
+use crate::env::{Entropy, chance, uniform_duration, uniform_u64};
+use crate::id::PeerId;
+
+/// The shape of a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionKind {
+    /// Two random halves (the smaller may be a minority of one).
+    Halves,
+    /// One node cut off from everyone; the leader when `leader` is set.
+    Isolate {
+        /// Isolate the current leader rather than a random node.
+        leader: bool,
+    },
+    /// Each node reaches only its two neighbours on a ring: every node sees a
+    /// majority of 3 in 5, but no two majorities agree.
+    Ring,
+    /// Two halves joined through one bridge node that reaches both.
+    Bridge,
+    /// Messages from one node to another are dropped; the reverse direction works.
+    OneWay,
+}
+
+impl fmt::Display for PartitionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Halves => f.write_str("halves"),
+            Self::Isolate { leader: true } => f.write_str("isolate leader"),
+            Self::Isolate { leader: false } => f.write_str("isolate node"),
+            Self::Ring => f.write_str("majority ring"),
+            Self::Bridge => f.write_str("bridge"),
+            Self::OneWay => f.write_str("one-way link"),
+        }
+    }
+}
+
+/// What happens to one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Delivery {
+    /// When it arrives, after sending.
+    pub delay: Duration,
+    /// Whether its bytes are corrupted on the way.
+    pub corrupt: bool,
+}
+
+/// The network model; all randomness from the network's own entropy stream.
+pub(crate) struct Network {
+    rng: Entropy,
+    latency_min: Duration,
+    latency_max: Duration,
+    faults: NetworkFaults,
+    /// Directed links that drop everything.
+    blocked: BTreeSet<(PeerId, PeerId)>,
+}
+
+impl Network {
+    pub(crate) fn new(rng: Entropy, latency_min: Duration, latency_max: Duration) -> Self {
+        Self {
+            rng,
+            latency_min,
+            latency_max,
+            faults: NetworkFaults::NONE,
+            blocked: BTreeSet::new(),
+        }
+    }
+
+    pub(crate) fn set_faults(&mut self, faults: NetworkFaults) {
+        self.faults = faults;
+    }
+
+    /// The fates of one message from `from` to `to`: none (lost), one, or two
+    /// (duplicated) deliveries.
+    pub(crate) fn route(&mut self, from: PeerId, to: PeerId, deliveries: &mut Vec<Delivery>) {
+        deliveries.clear();
+        if self.blocked.contains(&(from, to)) {
+            return;
+        }
+        if self.faults.loss > 0 && chance(&mut self.rng, self.faults.loss) {
+            return;
+        }
+        let copies =
+            if self.faults.duplication > 0 && chance(&mut self.rng, self.faults.duplication) {
+                2
+            } else {
+                1
+            };
+        for _ in 0..copies {
+            deliveries.push(self.one_delivery());
+        }
+    }
+
+    fn one_delivery(&mut self) -> Delivery {
+        let mut delay = uniform_duration(&mut self.rng, self.latency_min, self.latency_max);
+        if self.faults.spike > 0 && chance(&mut self.rng, self.faults.spike) {
+            delay += uniform_duration(&mut self.rng, Duration::ZERO, self.faults.spike_latency);
+        }
+        let corrupt = self.faults.corruption > 0 && chance(&mut self.rng, self.faults.corruption);
+        Delivery { delay, corrupt }
+    }
+
+    /// A latency for client traffic (never lost: clients retry on their own).
+    pub(crate) fn client_latency(&mut self) -> Duration {
+        uniform_duration(&mut self.rng, self.latency_min, self.latency_max)
+    }
+
+    /// Flips one byte of `frame`, at a position drawn from the stream.
+    pub(crate) fn corrupt(&mut self, frame: &mut [u8]) {
+        if frame.is_empty() {
+            return;
+        }
+        let position = uniform_u64(&mut self.rng, 0, frame.len() as u64) as usize;
+        let flip = uniform_u64(&mut self.rng, 1, 256) as u8;
+        frame[position] ^= flip;
+    }
+
+    /// Installs a partition among `nodes`; `leader` is the current leader, if any.
+    /// Returns a description of the cut.
+    pub(crate) fn partition(
+        &mut self,
+        kind: &PartitionKind,
+        nodes: &[PeerId],
+        leader: Option<PeerId>,
+    ) -> String {
+        self.blocked.clear();
+        let count = nodes.len();
+        if count < 2 {
+            return "no partition (one node)".into();
+        }
+        let mut shuffled = nodes.to_vec();
+        for position in (1..count).rev() {
+            let other = uniform_u64(&mut self.rng, 0, position as u64 + 1) as usize;
+            shuffled.swap(position, other);
+        }
+        match kind {
+            PartitionKind::Halves => {
+                let split = uniform_u64(&mut self.rng, 1, count as u64) as usize;
+                let (left, right) = shuffled.split_at(split);
+                self.cut_between(left, right);
+                format!("halves {left:?} | {right:?}")
+            }
+            PartitionKind::Isolate {
+                leader: isolate_leader,
+            } => {
+                let victim = if *isolate_leader {
+                    leader.unwrap_or(shuffled[0])
+                } else {
+                    shuffled[0]
+                };
+                let rest: Vec<PeerId> = nodes
+                    .iter()
+                    .copied()
+                    .filter(|node| *node != victim)
+                    .collect();
+                self.cut_between(&[victim], &rest);
+                format!("isolate {victim}")
+            }
+            PartitionKind::Ring => {
+                for (position, node) in shuffled.iter().enumerate() {
+                    for (other_position, other) in shuffled.iter().enumerate() {
+                        let distance = position.abs_diff(other_position);
+                        let neighbours = distance <= 1 || distance == count - 1;
+                        if !neighbours {
+                            self.blocked.insert((*node, *other));
+                        }
+                    }
+                }
+                format!("ring {shuffled:?}")
+            }
+            PartitionKind::Bridge => {
+                let bridge = shuffled[0];
+                let rest = &shuffled[1..];
+                let (left, right) = rest.split_at(rest.len() / 2);
+                self.cut_between(left, right);
+                format!("bridge {bridge} between {left:?} and {right:?}")
+            }
+            PartitionKind::OneWay => {
+                let (from, to) = (shuffled[0], shuffled[1]);
+                self.blocked.insert((from, to));
+                format!("one-way drop {from} -> {to}")
+            }
+        }
+    }
+
+    fn cut_between(&mut self, left: &[PeerId], right: &[PeerId]) {
+        for a in left {
+            for b in right {
+                self.blocked.insert((*a, *b));
+                self.blocked.insert((*b, *a));
+            }
+        }
+    }
+
+    pub(crate) fn heal(&mut self) {
+        self.blocked.clear();
+    }
+}

@@ -1,0 +1,228 @@
+//! The run's trace: every event with its virtual time, node, term and role,
+//! folded into a hash (equal seeds must give equal hashes), kept in a ring of the
+//! last events for failure reports, optionally kept whole for replay, and emitted
+//! through `tracing` with the virtual time as a field.
+
+use core::fmt;
+use std::collections::VecDeque;
+
+use crate::env::{Instant, TimerKind};
+use crate::id::PeerId;
+use crate::log::{Index, Term};
+use crate::raft::Role;
+
+/// How many trace events a failure report shows.
+pub const TRACE_TAIL_EVENTS: usize = 40;
+
+/// One trace event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceEvent {
+    /// Virtual time.
+    pub time: Instant,
+    /// The node it concerns, if any.
+    pub node: Option<PeerId>,
+    /// That node's term after the event.
+    pub term: Term,
+    /// That node's role after the event.
+    pub role: Option<Role>,
+    /// What happened.
+    pub what: What,
+}
+
+/// What a trace event records. Kept as data (not text) so that tracing a run
+/// costs little; it is formatted only when shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum What {
+    /// A message was delivered and accepted.
+    Received {
+        /// The sender.
+        from: PeerId,
+        /// The message's name.
+        message: &'static str,
+    },
+    /// A frame failed to decode (corrupted) and was dropped by the receiver.
+    Rejected {
+        /// The sender.
+        from: PeerId,
+        /// Why the codec refused it.
+        reason: &'static str,
+    },
+    /// A timer fired.
+    Timer(TimerKind),
+    /// The node's role or term changed.
+    Role {
+        /// The leader it follows, if known.
+        leader: Option<PeerId>,
+    },
+    /// The node's commit index moved.
+    Commit(Index),
+    /// A client request reached the node.
+    Request {
+        /// The client.
+        client: u64,
+        /// A short description.
+        operation: String,
+    },
+    /// A fault was injected or healed.
+    Fault(String),
+    /// Anything else worth a line.
+    Note(String),
+}
+
+impl What {
+    fn hash_into(&self, hasher: &mut blake3::Hasher) {
+        match self {
+            Self::Received { from, message } => {
+                hasher.update(&[1]);
+                hasher.update(&from.0.to_le_bytes());
+                hasher.update(message.as_bytes());
+            }
+            Self::Rejected { from, reason } => {
+                hasher.update(&[2]);
+                hasher.update(&from.0.to_le_bytes());
+                hasher.update(reason.as_bytes());
+            }
+            Self::Timer(kind) => {
+                hasher.update(&[3, kind.slot() as u8]);
+            }
+            Self::Role { leader } => {
+                hasher.update(&[4]);
+                hasher.update(&leader.map_or(u64::MAX, |leader| leader.0).to_le_bytes());
+            }
+            Self::Commit(index) => {
+                hasher.update(&[5]);
+                hasher.update(&index.0.to_le_bytes());
+            }
+            Self::Request { client, operation } => {
+                hasher.update(&[6]);
+                hasher.update(&client.to_le_bytes());
+                hasher.update(operation.as_bytes());
+            }
+            Self::Fault(text) => {
+                hasher.update(&[7]);
+                hasher.update(text.as_bytes());
+            }
+            Self::Note(text) => {
+                hasher.update(&[8]);
+                hasher.update(text.as_bytes());
+            }
+        }
+        hasher.update(&[0xff]);
+    }
+}
+
+impl fmt::Display for What {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Received { from, message } => write!(f, "<- {from} {message}"),
+            Self::Rejected { from, reason } => write!(f, "<- {from} rejected: {reason}"),
+            Self::Timer(kind) => write!(f, "timer {kind:?}"),
+            Self::Role {
+                leader: Some(leader),
+            } => write!(f, "role change, leader {leader}"),
+            Self::Role { leader: None } => write!(f, "role change, no leader"),
+            Self::Commit(index) => write!(f, "commit {index}"),
+            Self::Request { client, operation } => write!(f, "client {client}: {operation}"),
+            Self::Fault(text) => write!(f, "FAULT {text}"),
+            Self::Note(text) => f.write_str(text),
+        }
+    }
+}
+
+impl fmt::Display for TraceEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:>12}", self.time.to_string())?;
+        match (self.node, self.role) {
+            (Some(node), Some(role)) => write!(f, " {node:>4} t{:<3} {role:<13}", self.term.0)?,
+            (Some(node), None) => write!(f, " {node:>4} {:<18}", "down")?,
+            _ => write!(f, " {:>4} {:<18}", "-", "")?,
+        }
+        write!(f, " {}", self.what)
+    }
+}
+
+/// Collects the trace of one run.
+pub struct Trace {
+    hasher: blake3::Hasher,
+    events: u64,
+    tail: VecDeque<TraceEvent>,
+    all: Option<Vec<TraceEvent>>,
+    /// Running hash after each event, for locating the first divergence.
+    checkpoints: Option<Vec<u64>>,
+}
+
+impl Trace {
+    /// A trace that keeps every event if `record_all`, and per-event checkpoints
+    /// if `checkpoints`.
+    pub fn new(record_all: bool, checkpoints: bool) -> Self {
+        Self {
+            hasher: blake3::Hasher::new(),
+            events: 0,
+            tail: VecDeque::with_capacity(TRACE_TAIL_EVENTS),
+            all: record_all.then(Vec::new),
+            checkpoints: checkpoints.then(Vec::new),
+        }
+    }
+
+    /// Records an event.
+    pub fn record(&mut self, event: TraceEvent) {
+        self.events += 1;
+        self.hasher.update(&event.time.as_nanos().to_le_bytes());
+        self.hasher
+            .update(&event.node.map_or(u64::MAX, |node| node.0).to_le_bytes());
+        self.hasher.update(&event.term.0.to_le_bytes());
+        self.hasher
+            .update(&[event.role.map_or(9, |role| role as u8)]);
+        event.what.hash_into(&mut self.hasher);
+        if let Some(checkpoints) = &mut self.checkpoints {
+            let hash = self.hasher.finalize();
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&hash.as_bytes()[..8]);
+            checkpoints.push(u64::from_le_bytes(first));
+        }
+        if tracing::enabled!(target: "quorate::sim", tracing::Level::DEBUG) {
+            tracing::debug!(target: "quorate::sim", time = %event.time, "{event}");
+        }
+        if let Some(all) = &mut self.all {
+            all.push(event.clone());
+        }
+        if self.tail.len() == TRACE_TAIL_EVENTS {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(event);
+    }
+
+    /// How many events were recorded.
+    pub fn len(&self) -> u64 {
+        self.events
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.events == 0
+    }
+
+    /// The hash of everything recorded, as 16 hex digits.
+    pub fn hash(&self) -> String {
+        let hash = self.hasher.finalize();
+        hash.as_bytes()[..8]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+
+    /// The last events recorded.
+    pub fn tail(&self) -> Vec<TraceEvent> {
+        self.tail.iter().cloned().collect()
+    }
+
+    /// Every event, if recorded.
+    pub fn events(&self) -> Option<&[TraceEvent]> {
+        self.all.as_deref()
+    }
+
+    /// The per-event checkpoints, if kept.
+    pub fn checkpoints(&self) -> Option<&[u64]> {
+        self.checkpoints.as_deref()
+    }
+}

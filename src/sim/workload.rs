@@ -1,0 +1,210 @@
+//! Workloads: what simulated clients ask of the group. A [`Workload`] produces
+//! operations from the workload's entropy stream; the built-in ones drive the
+//! seed's counter, a compare-and-set register and a multi-key key-value store.
+
+use core::fmt;
+use core::hash::Hash;
+use core::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::env::{Entropy, uniform_u64};
+use crate::examples::{
+    Counter, CounterCmd, CounterQuery, KvCmd, KvQuery, KvStore, Register, RegisterCmd,
+    RegisterQuery,
+};
+use crate::machine::StateMachine;
+
+/// A machine the simulator can run and check: its own linearizability model
+/// (`Clone + Eq + Hash`), with printable messages for traces and reports.
+pub trait SimMachine:
+    StateMachine<
+        Command: fmt::Debug + Eq + Hash,
+        Query: fmt::Debug + Eq + Hash,
+        QueryResult: fmt::Debug + Eq + Hash,
+    > + Clone
+    + Eq
+    + Hash
+    + fmt::Debug
+{
+}
+
+impl<M> SimMachine for M where
+    M: StateMachine<
+            Command: fmt::Debug + Eq + Hash,
+            Query: fmt::Debug + Eq + Hash,
+            QueryResult: fmt::Debug + Eq + Hash,
+        > + Clone
+        + Eq
+        + Hash
+        + fmt::Debug
+{
+}
+
+/// What a client does next.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Operation<M: StateMachine> {
+    /// Propose a command.
+    Command(M::Command),
+    /// Ask a query; `strong` for a linearizable read, else a weak (local) one.
+    Query {
+        /// The query.
+        query: M::Query,
+        /// Linearizable (true) or local (false).
+        strong: bool,
+    },
+}
+
+/// A source of client operations for machine `M`.
+pub trait Workload<M: StateMachine>: Send {
+    /// The workload's name, for reports.
+    fn name(&self) -> String;
+
+    /// The next command a client issues (reads are decided by the simulator).
+    fn command(&mut self, rng: &mut Entropy, client: u64) -> M::Command;
+
+    /// A query for a read.
+    fn query(&mut self, rng: &mut Entropy, client: u64) -> M::Query;
+
+    /// The key an operation touches, if the machine's state splits by key (so the
+    /// linearizability check can be P-compositional). `None`: one partition.
+    fn key_of_command(&self, _command: &M::Command) -> Option<u64> {
+        None
+    }
+
+    /// The key a query reads; see [`Workload::key_of_command`].
+    fn key_of_query(&self, _query: &M::Query) -> Option<u64> {
+        None
+    }
+}
+
+/// The built-in workloads of `quorate explore --workload`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WorkloadKind {
+    /// The seed's counter: increments, decrements, reads.
+    Counter,
+    /// A compare-and-set register: writes, CAS, reads.
+    Register,
+    /// A key-value store over ten keys: put, append, get.
+    Kv,
+}
+
+impl fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Counter => "counter",
+            Self::Register => "register",
+            Self::Kv => "kv",
+        })
+    }
+}
+
+impl FromStr for WorkloadKind {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "counter" => Ok(Self::Counter),
+            "register" => Ok(Self::Register),
+            "kv" => Ok(Self::Kv),
+            other => Err(format!(
+                "unknown workload {other:?}; one of counter, register, kv"
+            )),
+        }
+    }
+}
+
+/// Increments and decrements of small amounts on the seed's [`Counter`].
+#[derive(Debug, Clone, Default)]
+pub struct CounterWorkload;
+
+impl Workload<Counter> for CounterWorkload {
+    fn name(&self) -> String {
+        "counter".into()
+    }
+
+    fn command(&mut self, rng: &mut Entropy, _client: u64) -> CounterCmd {
+        let amount = uniform_u64(rng, 1, 6) as i64;
+        match uniform_u64(rng, 0, 10) {
+            0 => CounterCmd::Decrement(amount),
+            _ => CounterCmd::Increment(amount),
+        }
+    }
+
+    fn query(&mut self, _rng: &mut Entropy, _client: u64) -> CounterQuery {
+        CounterQuery::Value
+    }
+}
+
+/// Writes and compare-and-sets of values 0 to 4 on a [`Register`].
+#[derive(Debug, Clone, Default)]
+pub struct RegisterWorkload;
+
+impl Workload<Register> for RegisterWorkload {
+    fn name(&self) -> String {
+        "register".into()
+    }
+
+    fn command(&mut self, rng: &mut Entropy, _client: u64) -> RegisterCmd {
+        let value = uniform_u64(rng, 0, 5);
+        if uniform_u64(rng, 0, 2) == 0 {
+            RegisterCmd::Write(value)
+        } else {
+            let expected = match uniform_u64(rng, 0, 6) {
+                5 => None,
+                known => Some(known),
+            };
+            RegisterCmd::Cas {
+                expected,
+                new: value,
+            }
+        }
+    }
+
+    fn query(&mut self, _rng: &mut Entropy, _client: u64) -> RegisterQuery {
+        RegisterQuery::Read
+    }
+}
+
+/// Puts and appends of unique values over ten keys of a [`KvStore`]; checked per
+/// key.
+#[derive(Debug, Clone, Default)]
+pub struct KvWorkload {
+    written: u64,
+}
+
+/// Keys of the key-value workload.
+const KV_KEYS: u64 = 10;
+
+impl Workload<KvStore> for KvWorkload {
+    fn name(&self) -> String {
+        "kv".into()
+    }
+
+    fn command(&mut self, rng: &mut Entropy, client: u64) -> KvCmd {
+        self.written += 1;
+        let key = uniform_u64(rng, 0, KV_KEYS).to_string();
+        let value = format!("{client}.{} ", self.written);
+        if uniform_u64(rng, 0, 4) == 0 {
+            KvCmd::Put { key, value }
+        } else {
+            KvCmd::Append { key, value }
+        }
+    }
+
+    fn query(&mut self, rng: &mut Entropy, _client: u64) -> KvQuery {
+        KvQuery::Get {
+            key: uniform_u64(rng, 0, KV_KEYS).to_string(),
+        }
+    }
+
+    fn key_of_command(&self, command: &KvCmd) -> Option<u64> {
+        command.key().parse().ok()
+    }
+
+    fn key_of_query(&self, query: &KvQuery) -> Option<u64> {
+        match query {
+            KvQuery::Get { key } => key.parse().ok(),
+        }
+    }
+}

@@ -1,0 +1,1223 @@
+//! The world of one run: nodes, network, clients and the event loop that drives
+//! them in virtual time.
+
+use core::time::Duration;
+use std::collections::BTreeMap;
+
+use super::config::{FaultPlan, SimConfig};
+use super::faults::{FaultAction, Target};
+use super::history::{OperationOutcome, SimHistory};
+use super::invariants::Invariants;
+use super::network::{Delivery, Network};
+use super::queue::EventQueue;
+use super::trace::{Trace, TraceEvent, What};
+use super::workload::{Operation, SimMachine, Workload};
+use crate::bond::{BondError, WireFrame};
+use crate::codec;
+use crate::env::{
+    Entropy, Instant, TimerKind, chance, derive_entropy, uniform_duration, uniform_u64,
+};
+use crate::id::{GroupIdInput, GroupIdInputs, GroupKey, PeerId};
+use crate::log::{CrashOutcome, InMemoryLogStore};
+use crate::machine::{StateMachine, StateSync};
+use crate::raft::{
+    ClientId, Consistency, Effect, EntryOf, GroupConfig, Node, NodeOptions, Proposal, ProposalId,
+    ProposalOutcome, QueryAnswer, QueryError, QueryId, Role, Status,
+};
+
+type Store<M> = InMemoryLogStore<EntryOf<M>>;
+
+/// Where a message to a client goes: proposals carry the client in their id,
+/// queries in the high half of theirs.
+const QUERY_CLIENT_SHIFT: u32 = 40;
+
+/// Events at one virtual instant beyond which the run is stopped as a livelock
+/// (something re-arms itself without letting time pass).
+const EVENTS_PER_INSTANT_MAX: u64 = 1_000_000;
+
+/// A request from a client, on its way to a node.
+pub(crate) enum Request<M: StateMachine> {
+    Propose(Proposal<M::Command>),
+    Query {
+        id: QueryId,
+        query: M::Query,
+        consistency: Consistency,
+    },
+}
+
+/// A node's answer, on its way to a client.
+pub(crate) enum Response<M: StateMachine> {
+    Proposal {
+        id: ProposalId,
+        outcome: ProposalOutcome,
+    },
+    Query {
+        id: QueryId,
+        node: PeerId,
+        incarnation: u64,
+        outcome: Result<QueryAnswer<M::QueryResult>, QueryError>,
+    },
+}
+
+/// Everything that can happen.
+pub(crate) enum Event<M: StateMachine> {
+    Deliver {
+        from: PeerId,
+        to: PeerId,
+        frame: Vec<u8>,
+    },
+    Timer {
+        node: PeerId,
+        kind: TimerKind,
+        generation: u64,
+    },
+    Fault(FaultAction),
+    EndOfFaults,
+    ClientWake {
+        client: usize,
+        generation: u64,
+    },
+    ClientRequest {
+        client: usize,
+        node: PeerId,
+        request: Request<M>,
+    },
+    ClientResponse {
+        client: usize,
+        response: Response<M>,
+    },
+}
+
+/// A node's clock: piecewise linear in virtual time, never going back.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    base_global: u64,
+    base_local: u64,
+    drift_ppm: i64,
+}
+
+impl Clock {
+    const EXACT: Self = Self {
+        base_global: 0,
+        base_local: 0,
+        drift_ppm: 0,
+    };
+
+    fn local(&self, global: Instant) -> Instant {
+        let elapsed = i128::from(global.as_nanos().saturating_sub(self.base_global));
+        let scaled = elapsed * (1_000_000 + i128::from(self.drift_ppm)) / 1_000_000;
+        Instant::from_nanos(
+            self.base_local
+                .saturating_add(u64::try_from(scaled.max(0)).unwrap_or(u64::MAX)),
+        )
+    }
+
+    fn global(&self, local: Instant) -> Instant {
+        let ahead = i128::from(local.as_nanos()) - i128::from(self.base_local);
+        if ahead <= 0 {
+            return Instant::from_nanos(self.base_global);
+        }
+        // Round up, so the node's clock reads at least `local` at the result.
+        let rate = (1_000_000 + i128::from(self.drift_ppm)).max(1);
+        let scaled = (ahead * 1_000_000 + rate - 1) / rate;
+        let mut global = Instant::from_nanos(
+            self.base_global
+                .saturating_add(u64::try_from(scaled).unwrap_or(u64::MAX)),
+        );
+        while self.local(global) < local {
+            global = global + Duration::from_nanos(1);
+        }
+        global
+    }
+}
+
+/// One simulated node.
+struct Host<M: SimMachine> {
+    id: PeerId,
+    node: Option<Node<M, Store<M>>>,
+    /// Storage of a crashed node, kept for its restart.
+    disk: Option<Store<M>>,
+    incarnation: u64,
+    paused: bool,
+    deferred: Vec<Event<M>>,
+    down_since: Instant,
+    paused_since: Instant,
+    clock: Clock,
+    /// Per timer kind: the generation of the armed timer.
+    timer_generation: [u64; 3],
+    last_status: Option<Status>,
+    /// The GroupId input this node was started with a different value of.
+    mismatch: Option<GroupIdInput>,
+}
+
+/// A client operation in progress.
+struct Pending<M: StateMachine> {
+    operation: Operation<M>,
+    history_index: usize,
+    proposal: Option<ProposalId>,
+    query: Option<QueryId>,
+    deadline: Instant,
+    attempt_deadline: Instant,
+}
+
+/// One simulated client: a closed loop of operations with retries.
+struct Client<M: StateMachine> {
+    id: ClientId,
+    next_sequence: u64,
+    next_query: u64,
+    target: PeerId,
+    pending: Option<Pending<M>>,
+    generation: u64,
+}
+
+/// Counters of a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunStats {
+    /// Events processed (deliveries, timers, faults, client steps).
+    pub events: u64,
+    /// Messages sent by nodes.
+    pub messages_sent: u64,
+    /// Messages delivered and accepted.
+    pub messages_delivered: u64,
+    /// Messages the receiver's codec rejected (corrupted).
+    pub messages_rejected: u64,
+    /// Messages dropped between nodes that are not bonded.
+    pub messages_unbonded: u64,
+    /// Virtual time at the end.
+    pub simulated: Duration,
+}
+
+/// The state of one run.
+pub(crate) struct World<M: SimMachine> {
+    pub config: SimConfig,
+    pub plan: FaultPlan,
+    group: GroupConfig,
+    options: NodeOptions,
+    make_machine: Box<dyn Fn() -> M>,
+    pub workload: Box<dyn Workload<M>>,
+    workload_rng: Entropy,
+    client_rng: Entropy,
+    fault_rng: Entropy,
+    now: Instant,
+    queue: EventQueue<Event<M>>,
+    hosts: Vec<Host<M>>,
+    network: Network,
+    clients: Vec<Client<M>>,
+    /// Whether faults are over (the quiet period has begun).
+    quiet: bool,
+    /// `bonds[a][b]`: whether nodes `a + 1` and `b + 1` bonded.
+    bonds: Vec<Vec<bool>>,
+    pub bond_errors: Vec<(PeerId, PeerId, BondError)>,
+    pub trace: Trace,
+    pub history: SimHistory<M>,
+    /// For each weak read in the history: the node and incarnation that answered.
+    pub weak_read_sources: BTreeMap<usize, (u64, u64)>,
+    invariants: Invariants,
+    pub violations: Vec<(Instant, String)>,
+    pub stats: RunStats,
+    effects: Vec<Effect<M>>,
+    deliveries: Vec<Delivery>,
+}
+
+impl<M: SimMachine> World<M> {
+    pub(crate) fn new(
+        config: SimConfig,
+        plan: FaultPlan,
+        make_machine: Box<dyn Fn() -> M>,
+        workload: Box<dyn Workload<M>>,
+        fault_rng: Entropy,
+        checkpoints: bool,
+    ) -> Self {
+        let seed = config.seed;
+        let group = GroupConfig::with_voter_count(config.nodes);
+        let options = NodeOptions {
+            proposal_timeout: config.attempt_timeout * 2,
+            query_timeout: config.attempt_timeout,
+            ..NodeOptions::default()
+        };
+        let network = Network::new(
+            derive_entropy(seed, "network"),
+            config.latency_min,
+            config.latency_max,
+        );
+        let trace = Trace::new(config.record_trace, checkpoints);
+        let clients = (0..config.clients)
+            .map(|index| Client {
+                id: ClientId(index + 1),
+                next_sequence: 0,
+                next_query: 0,
+                target: PeerId(index % config.nodes.max(1) + 1),
+                pending: None,
+                generation: 0,
+            })
+            .collect();
+        let nodes = config.nodes as usize;
+        Self {
+            plan,
+            group,
+            options,
+            make_machine,
+            workload,
+            workload_rng: derive_entropy(seed, "workload"),
+            client_rng: derive_entropy(seed, "clients"),
+            fault_rng,
+            now: Instant::ZERO,
+            queue: EventQueue::new(),
+            hosts: Vec::with_capacity(nodes),
+            network,
+            clients,
+            quiet: false,
+            bonds: vec![vec![false; nodes]; nodes],
+            bond_errors: Vec::new(),
+            trace,
+            history: SimHistory::default(),
+            weak_read_sources: BTreeMap::new(),
+            invariants: Invariants::default(),
+            violations: Vec::new(),
+            stats: RunStats::default(),
+            effects: Vec::new(),
+            deliveries: Vec::new(),
+            config,
+        }
+    }
+
+    /// Starts every node, bonds them, schedules faults and clients.
+    pub(crate) fn start(
+        &mut self,
+        schedule: Vec<super::faults::ScheduledFault>,
+        mismatch: Option<(PeerId, GroupIdInput)>,
+    ) {
+        let key = GroupKey::from_secret("quorate simulation key");
+        let machine = (self.make_machine)();
+        let inputs = GroupIdInputs::new(
+            &key,
+            self.group.digest(),
+            machine.signature(),
+            machine.state_sync().signature(),
+        );
+        let mut node_inputs = Vec::new();
+        for id in self.group.voters.clone() {
+            let mut these = inputs;
+            let mut this_key = key.clone();
+            let differs = mismatch
+                .filter(|(node, _)| *node == id)
+                .map(|(_, input)| input);
+            match differs {
+                Some(GroupIdInput::Key) => {
+                    this_key = GroupKey::from_secret("a key from another deployment");
+                    these.key_fingerprint = this_key.fingerprint();
+                }
+                Some(GroupIdInput::MachineSignature) => {
+                    these.machine_signature =
+                        these.machine_signature.derive(b"rolling upgrade to v2");
+                }
+                Some(GroupIdInput::SyncSignature) => {
+                    these.sync_signature = these.sync_signature.derive(b"another sync strategy");
+                }
+                Some(GroupIdInput::ConsensusParameters) => these.consensus_digest[0] ^= 1,
+                None => {}
+            }
+            node_inputs.push((id, this_key, these));
+            self.hosts.push(Host {
+                id,
+                node: None,
+                disk: Some(Store::<M>::default()),
+                incarnation: 0,
+                paused: false,
+                deferred: Vec::new(),
+                down_since: Instant::ZERO,
+                paused_since: Instant::ZERO,
+                clock: Clock::EXACT,
+                timer_generation: [0; 3],
+                last_status: None,
+                mismatch: differs,
+            });
+        }
+        self.bond_all(&node_inputs);
+        for position in 0..self.hosts.len() {
+            self.boot(position);
+        }
+        for fault in schedule {
+            self.queue
+                .push(Instant::ZERO + fault.at, Event::Fault(fault.action));
+        }
+        self.queue
+            .push(Instant::ZERO + self.config.duration, Event::EndOfFaults);
+        for client in 0..self.clients.len() {
+            let start = uniform_duration(
+                &mut self.client_rng,
+                Duration::ZERO,
+                Duration::from_millis(50),
+            );
+            self.queue.push(
+                Instant::ZERO + start,
+                Event::ClientWake {
+                    client,
+                    generation: 0,
+                },
+            );
+        }
+        self.network.set_faults(self.plan.network.clone());
+    }
+
+    /// Runs the handshake between every pair, through the codec, as two nodes
+    /// meeting on the network would. Pairs that fail never exchange a message.
+    fn bond_all(&mut self, inputs: &[(PeerId, GroupKey, GroupIdInputs)]) {
+        let mut rng = derive_entropy(self.config.seed, "bonds");
+        let mut nonce = || {
+            let mut bytes = [0u8; 32];
+            for chunk in bytes.chunks_mut(8) {
+                chunk.copy_from_slice(&uniform_u64(&mut rng, 0, u64::MAX).to_le_bytes());
+            }
+            bytes
+        };
+        for (a_position, a) in inputs.iter().enumerate() {
+            for (b_position, b) in inputs.iter().enumerate().skip(a_position + 1) {
+                let (result_a, result_b) = crate::bond::handshake_in_memory(
+                    (a.0, a.1.clone(), a.2, nonce()),
+                    (b.0, b.1.clone(), b.2, nonce()),
+                );
+                let bonded = result_a.is_ok() && result_b.is_ok();
+                self.bonds[a_position][b_position] = bonded;
+                self.bonds[b_position][a_position] = bonded;
+                if let Err(error) = result_a {
+                    self.bond_errors.push((a.0, b.0, error));
+                }
+                if let Err(error) = result_b {
+                    self.bond_errors.push((b.0, a.0, error));
+                }
+            }
+        }
+    }
+
+    /// A machine in its initial state, as every node starts.
+    pub(crate) fn fresh_machine(&self) -> M {
+        (self.make_machine)()
+    }
+
+    fn position(id: PeerId) -> usize {
+        (id.0 - 1) as usize
+    }
+
+    fn bonded(&self, a: PeerId, b: PeerId) -> bool {
+        self.bonds[Self::position(a)][Self::position(b)]
+    }
+
+    /// Starts (or restarts) a node from its disk.
+    fn boot(&mut self, position: usize) {
+        let host = &mut self.hosts[position];
+        let storage = host.disk.take().expect("a stopped node has its disk");
+        host.incarnation += 1;
+        let rng = derive_entropy(
+            self.config.seed,
+            &format!("node-{}-{}", host.id.0, host.incarnation),
+        );
+        let local = host.clock.local(self.now);
+        let node = Node::new(
+            host.id,
+            self.group.clone(),
+            self.options.clone(),
+            (self.make_machine)(),
+            storage,
+            rng,
+            local,
+        )
+        .expect("the simulator builds valid nodes");
+        host.node = Some(node);
+        host.last_status = None;
+        let id = host.id;
+        self.invariants.forget(id);
+        self.step_node(position, None, |_, _| {});
+    }
+
+    /// Runs until the quiet period ends.
+    pub(crate) fn run(&mut self) {
+        let end = Instant::ZERO + self.config.duration + self.config.quiet_period;
+        let mut events_at_this_instant = 0u64;
+        while let Some((time, event)) = self.queue.pop() {
+            if time > end {
+                break;
+            }
+            if time == self.now {
+                events_at_this_instant += 1;
+                if events_at_this_instant > EVENTS_PER_INSTANT_MAX {
+                    self.violations.push((
+                        time,
+                        format!(
+                            "livelock: over {EVENTS_PER_INSTANT_MAX} events without time advancing"
+                        ),
+                    ));
+                    break;
+                }
+            } else {
+                events_at_this_instant = 0;
+            }
+            self.now = time;
+            self.stats.events += 1;
+            self.handle(event);
+        }
+        self.now = end;
+        self.stats.simulated = end.saturating_since(Instant::ZERO);
+    }
+
+    fn handle(&mut self, event: Event<M>) {
+        match event {
+            Event::Deliver { from, to, frame } => self.deliver(from, to, frame),
+            Event::Timer {
+                node,
+                kind,
+                generation,
+            } => {
+                let position = Self::position(node);
+                if self.hosts[position].timer_generation[kind.slot()] != generation {
+                    return; // replaced by a later arming
+                }
+                if self.defer_if_paused(
+                    position,
+                    Event::Timer {
+                        node,
+                        kind,
+                        generation,
+                    },
+                ) {
+                    return;
+                }
+                if self.hosts[position].node.is_some() {
+                    self.step_node(position, Some(What::Timer(kind)), |node, now| {
+                        node.on_timer(now, kind)
+                    });
+                }
+            }
+            Event::Fault(action) => self.apply_fault(action),
+            Event::EndOfFaults => self.end_faults(),
+            Event::ClientWake { client, generation } => {
+                if self.clients[client].generation == generation {
+                    self.client_wake(client);
+                }
+            }
+            Event::ClientRequest {
+                client,
+                node,
+                request,
+            } => self.client_request(client, node, request),
+            Event::ClientResponse { client, response } => self.client_response(client, response),
+        }
+    }
+
+    /// Holds an event for a paused node until it resumes. Returns whether it did.
+    fn defer_if_paused(&mut self, position: usize, event: Event<M>) -> bool {
+        let host = &mut self.hosts[position];
+        if host.paused {
+            host.deferred.push(event);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn deliver(&mut self, from: PeerId, to: PeerId, frame: Vec<u8>) {
+        let position = Self::position(to);
+        if self.hosts[position].node.is_none() {
+            return;
+        }
+        if self.hosts[position].paused {
+            self.hosts[position]
+                .deferred
+                .push(Event::Deliver { from, to, frame });
+            return;
+        }
+        match codec::unseal::<WireFrame<M::Command>>(&frame) {
+            Ok(WireFrame::Raft(message)) => {
+                self.stats.messages_delivered += 1;
+                let what = What::Received {
+                    from,
+                    message: message.name(),
+                };
+                self.step_node(position, Some(what), |node, now| {
+                    node.on_message(now, from, message)
+                });
+            }
+            Ok(WireFrame::Handshake(_)) => {}
+            Err(error) => {
+                self.stats.messages_rejected += 1;
+                let reason = match error {
+                    codec::DecodeError::Checksum => "checksum",
+                    codec::DecodeError::Truncated => "truncated",
+                    codec::DecodeError::TooLarge { .. } => "too large",
+                    codec::DecodeError::TrailingBytes { .. } => "trailing bytes",
+                    codec::DecodeError::Malformed { .. } => "malformed",
+                };
+                self.record(Some(position), What::Rejected { from, reason });
+            }
+        }
+    }
+
+    /// Steps one node with `event`, flushes it, routes its effects, records the
+    /// trace and checks the invariants.
+    fn step_node(
+        &mut self,
+        position: usize,
+        what: Option<What>,
+        event: impl FnOnce(&mut Node<M, Store<M>>, Instant),
+    ) {
+        let host = &mut self.hosts[position];
+        let local = host.clock.local(self.now);
+        let Some(node) = host.node.as_mut() else {
+            return;
+        };
+        event(node, local);
+        if let Err(error) = node.flush(local, &mut self.effects) {
+            self.violations
+                .push((self.now, format!("{}: storage failed: {error}", host.id)));
+        }
+        if let Err(violation) = node.check_invariants() {
+            self.violations
+                .push((self.now, format!("{}: {violation}", host.id)));
+        }
+        let status = node.status();
+        let previous = host.last_status.replace(status);
+        let became_leader = status.role == Role::Leader
+            && previous.is_none_or(|previous| {
+                previous.role != Role::Leader || previous.term != status.term
+            });
+        let found = self
+            .invariants
+            .observe(host.id, &status, became_leader, node.storage());
+        for violation in found {
+            self.violations.push((self.now, violation));
+        }
+        if let Some(what) = what {
+            self.record(Some(position), what);
+        }
+        let changed_role = previous.is_none_or(|previous| {
+            previous.role != status.role
+                || previous.term != status.term
+                || previous.leader != status.leader
+        });
+        if changed_role {
+            self.record(
+                Some(position),
+                What::Role {
+                    leader: status.leader,
+                },
+            );
+        }
+        if previous.is_some_and(|previous| previous.commit_index != status.commit_index) {
+            self.record(Some(position), What::Commit(status.commit_index));
+        }
+        self.route_effects(position);
+    }
+
+    fn route_effects(&mut self, position: usize) {
+        let from = self.hosts[position].id;
+        let mut effects = core::mem::take(&mut self.effects);
+        for effect in effects.drain(..) {
+            match effect {
+                Effect::Send { to, message } => self.send(from, to, message),
+                Effect::SetTimer { timer, deadline } => {
+                    let host = &mut self.hosts[position];
+                    host.timer_generation[timer.slot()] += 1;
+                    let generation = host.timer_generation[timer.slot()];
+                    let at = host.clock.global(deadline).max(self.now);
+                    self.queue.push(
+                        at,
+                        Event::Timer {
+                            node: from,
+                            kind: timer,
+                            generation,
+                        },
+                    );
+                }
+                Effect::ProposalOutcome { id, outcome } => {
+                    let client = (id.client.0 - 1) as usize;
+                    let latency = self.network.client_latency();
+                    let response = Response::Proposal { id, outcome };
+                    self.queue.push(
+                        self.now + latency,
+                        Event::ClientResponse { client, response },
+                    );
+                }
+                Effect::QueryOutcome { id, outcome } => {
+                    let client = (id >> QUERY_CLIENT_SHIFT) as usize;
+                    let latency = self.network.client_latency();
+                    let response = Response::Query {
+                        id,
+                        node: from,
+                        incarnation: self.hosts[position].incarnation,
+                        outcome,
+                    };
+                    self.queue.push(
+                        self.now + latency,
+                        Event::ClientResponse { client, response },
+                    );
+                }
+                Effect::ProposalAccepted { .. } => {}
+            }
+        }
+        self.effects = effects;
+    }
+
+    fn send(&mut self, from: PeerId, to: PeerId, message: crate::raft::Message<M::Command>) {
+        self.stats.messages_sent += 1;
+        if !self.bonded(from, to) {
+            // Nodes of different groups never bonded: nothing passes between them.
+            self.stats.messages_unbonded += 1;
+            return;
+        }
+        let mut deliveries = core::mem::take(&mut self.deliveries);
+        self.network.route(from, to, &mut deliveries);
+        if !deliveries.is_empty() {
+            match codec::seal(&WireFrame::Raft(message)) {
+                Ok(frame) => {
+                    for delivery in &deliveries {
+                        let mut copy = frame.clone();
+                        if delivery.corrupt {
+                            self.network.corrupt(&mut copy);
+                        }
+                        self.queue.push(
+                            self.now + delivery.delay,
+                            Event::Deliver {
+                                from,
+                                to,
+                                frame: copy,
+                            },
+                        );
+                    }
+                }
+                Err(error) => self.violations.push((
+                    self.now,
+                    format!("{from}: a message does not encode: {error}"),
+                )),
+            }
+        }
+        self.deliveries = deliveries;
+    }
+
+    pub(crate) fn record(&mut self, position: Option<usize>, what: What) {
+        let (node, term, role) = match position {
+            Some(position) => {
+                let host = &self.hosts[position];
+                match &host.node {
+                    Some(node) => {
+                        let status = node.status();
+                        (Some(host.id), status.term, Some(status.role))
+                    }
+                    None => (Some(host.id), crate::log::Term::ZERO, None),
+                }
+            }
+            None => (None, crate::log::Term::ZERO, None),
+        };
+        self.trace.record(TraceEvent {
+            time: self.now,
+            node,
+            term,
+            role,
+            what,
+        });
+    }
+
+    fn leader(&self) -> Option<usize> {
+        self.hosts
+            .iter()
+            .enumerate()
+            .filter_map(|(position, host)| host.node.as_ref().map(|node| (position, node.status())))
+            .filter(|(_, status)| status.role == Role::Leader)
+            .max_by_key(|(_, status)| status.term)
+            .map(|(position, _)| position)
+    }
+
+    fn resolve(&mut self, target: Target, eligible: impl Fn(&Host<M>) -> bool) -> Option<usize> {
+        let candidates: Vec<usize> = (0..self.hosts.len())
+            .filter(|&position| eligible(&self.hosts[position]))
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        match target {
+            Target::Node(id) if candidates.contains(&Self::position(id)) => {
+                Some(Self::position(id))
+            }
+            Target::Leader => self
+                .leader()
+                .filter(|position| candidates.contains(position))
+                .or_else(|| {
+                    Some(
+                        candidates
+                            [uniform_u64(&mut self.fault_rng, 0, candidates.len() as u64) as usize],
+                    )
+                }),
+            Target::Node(_) => Some(
+                candidates[uniform_u64(&mut self.fault_rng, 0, candidates.len() as u64) as usize],
+            ),
+        }
+    }
+
+    fn apply_fault(&mut self, action: FaultAction) {
+        if self.quiet {
+            return;
+        }
+        match &action {
+            FaultAction::Partition(kind) => {
+                let nodes: Vec<PeerId> = self.hosts.iter().map(|host| host.id).collect();
+                let leader = self.leader().map(|position| self.hosts[position].id);
+                let description = self.network.partition(kind, &nodes, leader);
+                self.record(None, What::Fault(description));
+            }
+            FaultAction::Heal => {
+                self.network.heal();
+                self.record(None, What::Fault("heal".into()));
+            }
+            FaultAction::Crash(target) => {
+                if let Some(position) = self.resolve(*target, |host| host.node.is_some()) {
+                    self.crash(position);
+                }
+            }
+            FaultAction::RestartOldest => {
+                let oldest = (0..self.hosts.len())
+                    .filter(|&position| self.hosts[position].node.is_none())
+                    .min_by_key(|&position| (self.hosts[position].down_since, position));
+                if let Some(position) = oldest {
+                    self.restart(position);
+                }
+            }
+            FaultAction::Pause(target) => {
+                if let Some(position) =
+                    self.resolve(*target, |host| host.node.is_some() && !host.paused)
+                {
+                    self.hosts[position].paused = true;
+                    self.hosts[position].paused_since = self.now;
+                    self.record(Some(position), What::Fault("pause".into()));
+                }
+            }
+            FaultAction::ResumeOldest => {
+                let oldest = (0..self.hosts.len())
+                    .filter(|&position| self.hosts[position].paused)
+                    .min_by_key(|&position| (self.hosts[position].paused_since, position));
+                if let Some(position) = oldest {
+                    self.resume(position);
+                }
+            }
+            FaultAction::Clock {
+                node,
+                offset_ms,
+                drift_ppm,
+            } => {
+                let position = Self::position(*node);
+                let host = &mut self.hosts[position];
+                let local = host.clock.local(self.now);
+                // Clocks are monotonic: an offset only ever jumps forward.
+                let jump = u64::try_from((*offset_ms).max(0)).unwrap_or(0) * 1_000_000;
+                host.clock = Clock {
+                    base_global: self.now.as_nanos(),
+                    base_local: local.as_nanos() + jump,
+                    drift_ppm: *drift_ppm,
+                };
+                self.record(Some(position), What::Fault(action.to_string()));
+            }
+        }
+    }
+
+    fn crash(&mut self, position: usize) {
+        let outcome = if chance(&mut self.fault_rng, 500_000) {
+            CrashOutcome::LoseUnsynced
+        } else {
+            let unsynced = self.hosts[position]
+                .node
+                .as_ref()
+                .map_or(0, |node| node.storage().unsynced_writes());
+            CrashOutcome::KeepPrefix {
+                writes: uniform_u64(&mut self.fault_rng, 0, unsynced as u64 + 1) as usize,
+            }
+        };
+        let host = &mut self.hosts[position];
+        let node = host.node.take().expect("crashing a running node");
+        let mut disk = node.into_storage();
+        let lost = disk.crash(outcome);
+        host.disk = Some(disk);
+        host.paused = false;
+        host.deferred.clear();
+        host.down_since = self.now;
+        host.last_status = None;
+        for generation in &mut host.timer_generation {
+            *generation += 1;
+        }
+        self.record(
+            Some(position),
+            What::Fault(format!("crash ({lost} unsynced writes lost)")),
+        );
+    }
+
+    fn restart(&mut self, position: usize) {
+        self.record(Some(position), What::Fault("restart".into()));
+        self.boot(position);
+    }
+
+    fn resume(&mut self, position: usize) {
+        let host = &mut self.hosts[position];
+        host.paused = false;
+        let deferred = core::mem::take(&mut host.deferred);
+        self.record(Some(position), What::Fault("resume".into()));
+        for event in deferred {
+            self.queue.push(self.now, event);
+        }
+    }
+
+    /// The faults stop: heal, restart and resume everything, perfect network.
+    fn end_faults(&mut self) {
+        self.quiet = true;
+        self.network.heal();
+        self.network.set_faults(super::config::NetworkFaults::NONE);
+        self.record(None, What::Fault("faults end; quiet period".into()));
+        for position in 0..self.hosts.len() {
+            if self.hosts[position].node.is_none() {
+                self.restart(position);
+            } else if self.hosts[position].paused {
+                self.resume(position);
+            }
+        }
+        // Clients finish what they started, with the whole quiet period to do it.
+        let end = self.now + self.config.quiet_period;
+        for client in &mut self.clients {
+            if let Some(pending) = &mut client.pending {
+                pending.deadline = end;
+            }
+        }
+    }
+
+    // --- Clients -------------------------------------------------------------
+
+    fn schedule_wake(&mut self, client: usize, at: Instant) {
+        let state = &mut self.clients[client];
+        state.generation += 1;
+        let generation = state.generation;
+        self.queue
+            .push(at.max(self.now), Event::ClientWake { client, generation });
+    }
+
+    fn client_wake(&mut self, client: usize) {
+        let Some(pending) = &self.clients[client].pending else {
+            if !self.quiet {
+                self.start_operation(client);
+            }
+            return;
+        };
+        if self.now >= pending.deadline {
+            let index = pending.history_index;
+            self.history
+                .complete(index, OperationOutcome::Info { at: self.now });
+            self.clients[client].pending = None;
+            self.next_operation_later(client);
+        } else if self.now >= pending.attempt_deadline {
+            let next = self.next_node(self.clients[client].target);
+            self.clients[client].target = next;
+            self.attempt(client);
+        } else {
+            let at = pending.attempt_deadline.min(pending.deadline);
+            self.schedule_wake(client, at);
+        }
+    }
+
+    fn next_node(&mut self, current: PeerId) -> PeerId {
+        let count = self.config.nodes;
+        let step = uniform_u64(&mut self.client_rng, 1, count.max(2));
+        PeerId((current.0 - 1 + step) % count + 1)
+    }
+
+    fn next_operation_later(&mut self, client: usize) {
+        let think = uniform_duration(
+            &mut self.client_rng,
+            Duration::ZERO,
+            Duration::from_millis(10),
+        );
+        self.schedule_wake(client, self.now + think);
+    }
+
+    fn start_operation(&mut self, client: usize) {
+        let read =
+            uniform_u64(&mut self.client_rng, 0, 1000) < u64::from(self.config.read_per_mille);
+        let client_number = self.clients[client].id.0;
+        let operation = if read {
+            let strong = uniform_u64(&mut self.client_rng, 0, 1000)
+                >= u64::from(self.config.weak_read_per_mille);
+            Operation::Query {
+                query: self.workload.query(&mut self.workload_rng, client_number),
+                strong,
+            }
+        } else {
+            Operation::Command(self.workload.command(&mut self.workload_rng, client_number))
+        };
+        let history_index = self
+            .history
+            .invoke(client_number, operation.clone(), self.now);
+        let proposal = match operation {
+            Operation::Command(_) => {
+                let state = &mut self.clients[client];
+                state.next_sequence += 1;
+                Some(ProposalId {
+                    client: state.id,
+                    sequence: state.next_sequence,
+                })
+            }
+            Operation::Query { .. } => None,
+        };
+        self.clients[client].pending = Some(Pending {
+            operation,
+            history_index,
+            proposal,
+            query: None,
+            deadline: self.now + self.config.operation_timeout,
+            attempt_deadline: self.now,
+        });
+        self.attempt(client);
+    }
+
+    /// Sends the pending operation to the client's target node.
+    fn attempt(&mut self, client: usize) {
+        let now = self.now;
+        let attempt_timeout = self.config.attempt_timeout;
+        let state = &mut self.clients[client];
+        let target = state.target;
+        let Some(pending) = state.pending.as_mut() else {
+            return;
+        };
+        pending.attempt_deadline = now + attempt_timeout;
+        let request = match &pending.operation {
+            Operation::Command(command) => Request::Propose(Proposal {
+                id: pending.proposal.expect("commands have a proposal id"),
+                command: command.clone(),
+                settled_below: pending
+                    .proposal
+                    .expect("commands have a proposal id")
+                    .sequence,
+            }),
+            Operation::Query { query, strong } => {
+                state.next_query += 1;
+                let id = ((client as u64) << QUERY_CLIENT_SHIFT) | state.next_query;
+                pending.query = Some(id);
+                Request::Query {
+                    id,
+                    query: query.clone(),
+                    consistency: if *strong {
+                        Consistency::Strong
+                    } else {
+                        Consistency::Weak
+                    },
+                }
+            }
+        };
+        let wake = pending.attempt_deadline.min(pending.deadline);
+        let latency = self.network.client_latency();
+        self.queue.push(
+            now + latency,
+            Event::ClientRequest {
+                client,
+                node: target,
+                request,
+            },
+        );
+        self.schedule_wake(client, wake);
+    }
+
+    fn client_request(&mut self, client: usize, node: PeerId, request: Request<M>) {
+        let position = Self::position(node);
+        if self.hosts[position].node.is_none() {
+            return; // lost with the crashed node; the client will time out
+        }
+        if self.hosts[position].paused {
+            self.hosts[position].deferred.push(Event::ClientRequest {
+                client,
+                node,
+                request,
+            });
+            return;
+        }
+        let client_number = self.clients[client].id.0;
+        match request {
+            Request::Propose(proposal) => {
+                let what = What::Request {
+                    client: client_number,
+                    operation: format!("propose {} {:?}", proposal.id, proposal.command),
+                };
+                self.step_node(position, Some(what), |node, now| {
+                    node.propose(now, proposal)
+                });
+            }
+            Request::Query {
+                id,
+                query,
+                consistency,
+            } => {
+                let what = What::Request {
+                    client: client_number,
+                    operation: format!("{consistency:?} query {query:?}"),
+                };
+                self.step_node(position, Some(what), |node, now| {
+                    node.query(now, id, query, consistency)
+                });
+            }
+        }
+    }
+
+    fn client_response(&mut self, client: usize, response: Response<M>) {
+        let Some(pending) = &self.clients[client].pending else {
+            return;
+        };
+        let index = pending.history_index;
+        let retry_at = |world: &mut Self, hint: Option<PeerId>, backoff: Duration| {
+            let state = &mut world.clients[client];
+            state.target = hint.unwrap_or(state.target);
+            if hint.is_none() {
+                let next = world.next_node(world.clients[client].target);
+                world.clients[client].target = next;
+            }
+            if let Some(pending) = world.clients[client].pending.as_mut() {
+                pending.attempt_deadline = world.now + backoff;
+            }
+            world.schedule_wake(client, world.now + backoff);
+        };
+        match response {
+            Response::Proposal { id, outcome } => {
+                if pending.proposal != Some(id) {
+                    return;
+                }
+                match outcome {
+                    ProposalOutcome::Committed { .. } => {
+                        self.history.complete(
+                            index,
+                            OperationOutcome::Ok {
+                                at: self.now,
+                                answer: None,
+                            },
+                        );
+                        self.clients[client].pending = None;
+                        self.next_operation_later(client);
+                    }
+                    ProposalOutcome::Rejected(crate::raft::ProposeError::NotLeader { leader }) => {
+                        retry_at(self, leader, Duration::from_millis(5));
+                    }
+                    ProposalOutcome::Rejected(crate::raft::ProposeError::Busy)
+                    | ProposalOutcome::Unknown => {
+                        retry_at(self, None, Duration::from_millis(20));
+                    }
+                }
+            }
+            Response::Query {
+                id,
+                node,
+                incarnation,
+                outcome,
+            } => {
+                if pending.query != Some(id) {
+                    return;
+                }
+                match outcome {
+                    Ok(answer) => {
+                        if matches!(pending.operation, Operation::Query { strong: false, .. }) {
+                            self.weak_read_sources.insert(index, (node.0, incarnation));
+                        }
+                        let answer = Some((answer.result, answer.position));
+                        self.history.complete(
+                            index,
+                            OperationOutcome::Ok {
+                                at: self.now,
+                                answer,
+                            },
+                        );
+                        self.clients[client].pending = None;
+                        self.next_operation_later(client);
+                    }
+                    Err(QueryError::NotLeader { leader }) => {
+                        retry_at(self, leader, Duration::from_millis(5))
+                    }
+                    Err(QueryError::Timeout | QueryError::Busy) => {
+                        retry_at(self, None, Duration::from_millis(20))
+                    }
+                }
+            }
+        }
+    }
+
+    // --- End of run ----------------------------------------------------------
+
+    /// Liveness after the quiet period: a leader, no pending operation, every
+    /// matched replica at the same applied index with equal state. Also checks
+    /// that nodes of another GroupId were never influenced.
+    pub(crate) fn final_checks(&mut self) -> Vec<(&'static str, String)> {
+        let mut failures = Vec::new();
+        let matched: Vec<usize> = (0..self.hosts.len())
+            .filter(|&position| self.hosts[position].mismatch.is_none())
+            .collect();
+        for host in &self.hosts {
+            if let (Some(input), Some(node)) = (host.mismatch, &host.node) {
+                let status = node.status();
+                if status.applied.index() > crate::log::Index::ZERO
+                    || status.commit_index > crate::log::Index::ZERO
+                {
+                    failures.push((
+                        "group isolation",
+                        format!("{} (different {input}) applied or committed entries of another group: {status:?}", host.id),
+                    ));
+                }
+            }
+        }
+        if self
+            .leader()
+            .is_none_or(|position| self.hosts[position].mismatch.is_some())
+        {
+            failures.push((
+                "liveness",
+                "no leader at the end of the quiet period".to_owned(),
+            ));
+        }
+        let pending = self
+            .clients
+            .iter()
+            .filter(|client| client.pending.is_some())
+            .count();
+        if pending > 0 {
+            failures.push((
+                "liveness",
+                format!("{pending} client operations still pending after the quiet period"),
+            ));
+        }
+        let states: Vec<(PeerId, Status, &M)> = matched
+            .iter()
+            .filter_map(|&position| {
+                let host = &self.hosts[position];
+                host.node
+                    .as_ref()
+                    .map(|node| (host.id, node.status(), node.machine()))
+            })
+            .collect();
+        if let Some((first_id, first_status, first_machine)) = states.first() {
+            for (id, status, machine) in &states[1..] {
+                if status.applied.index() != first_status.applied.index() {
+                    failures.push((
+                        "liveness",
+                        format!(
+                            "replicas did not converge: {first_id} applied {} but {id} applied {}",
+                            first_status.applied, status.applied
+                        ),
+                    ));
+                    break;
+                }
+                if machine != first_machine {
+                    failures.push((
+                        "state machine safety",
+                        format!(
+                            "{first_id} and {id} applied through {} but their states differ",
+                            status.applied
+                        ),
+                    ));
+                    break;
+                }
+            }
+            for (id, _, _) in &states {
+                if !self.invariants.holds_committed(*id) {
+                    failures.push(("safety", format!("{id} lacks committed entries at the end")));
+                }
+            }
+        }
+        failures
+    }
+}
