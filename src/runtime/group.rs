@@ -334,7 +334,7 @@ impl<M: StateMachine> Group<M> {
                 consistency,
                 reply: reply_tx,
             };
-            let reply: Option<QueryReply<M>> = match tokio::time::timeout_at(deadline, async {
+            let reply: Option<QueryReply<M>> = match timeout_at(deadline, async {
                 self.requests.send(request).await.ok()?;
                 reply_rx.await.ok()
             })
@@ -399,7 +399,7 @@ impl<M: StateMachine> Group<M> {
                 accepted: until_accepted.then_some(accepted_tx),
                 outcome: outcome_tx,
             };
-            let sent = match tokio::time::timeout_at(deadline, self.requests.send(request)).await {
+            let sent = match timeout_at(deadline, self.requests.send(request)).await {
                 Err(_) => return Err(propose_failure(maybe_appended, last)),
                 Ok(sent) => sent,
             };
@@ -410,10 +410,11 @@ impl<M: StateMachine> Group<M> {
                     GroupError::Terminated
                 });
             }
-            let attempt = tokio::time::timeout_at(deadline, async {
+            let attempt = timeout_at(deadline, async {
                 let mut accepted_rx = accepted_rx;
                 let mut outcome_rx = outcome_rx;
                 tokio::select! {
+                    biased;
                     accepted = &mut accepted_rx, if until_accepted => match accepted {
                         Ok(position) => Attempt::Accepted(position),
                         Err(_) => outcome_rx.await.map_or(Attempt::Stopped, Attempt::Outcome),
@@ -446,12 +447,22 @@ impl<M: StateMachine> Group<M> {
         let mut status = self.status.clone();
         let leader = status.borrow_and_update().leader;
         tokio::select! {
+            biased;
             () = tokio::time::sleep_until(until) => {}
             _ = status.wait_for(|status| status.leader != leader && status.leader.is_some()) => {}
         }
         *backoff = (*backoff * 2).min(RETRY_BACKOFF_MAX);
         TokioInstant::now() < deadline
     }
+}
+
+/// `tokio::time::timeout_at`, which madsim's time module lacks; `Err` when the
+/// deadline passed first.
+async fn timeout_at<F: Future>(deadline: TokioInstant, future: F) -> Result<F::Output, ()> {
+    let remaining = deadline.saturating_duration_since(TokioInstant::now());
+    tokio::time::timeout(remaining, future)
+        .await
+        .map_err(|_| ())
 }
 
 fn propose_failure(maybe_appended: bool, last: Option<ProposeError>) -> GroupError {

@@ -14,7 +14,10 @@
 //! A node is one tokio task that owns its [`Node`](crate::raft::Node); nothing in
 //! the engine knows it runs on tokio. Time is tokio's monotonic clock, mapped to
 //! [`Instant`](crate::env::Instant) nanoseconds since the node started; entropy is
-//! a ChaCha8 stream seeded from the operating system.
+//! a ChaCha8 stream seeded from the operating system, or from
+//! [`RuntimeConfig::seed`] under a simulator. Bonds run over a [`Transport`]
+//! chosen per node: tokio's TCP, or turmoil's (feature `turmoil`); under
+//! `--cfg madsim` tokio's TCP is madsim's.
 
 mod file_log;
 pub mod frame;
@@ -23,6 +26,8 @@ mod net;
 mod node;
 pub mod node_cli;
 pub mod resp;
+mod shared_log;
+pub mod transport;
 
 pub use file_log::{
     FileLogError, FileLogOptions, FileLogStore, RECORD_HEADER_BYTES, SEGMENT_BYTES_DEFAULT,
@@ -35,3 +40,5 @@ pub use net::{
 pub use node::{
     EVENT_BATCH_MAX, REQUEST_QUEUE_CAPACITY, RuntimeConfig, StartError, start, start_with_listener,
 };
+pub use shared_log::SharedLogStore;
+pub use transport::{Listener, Transport};

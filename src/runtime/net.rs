@@ -12,15 +12,15 @@ use core::time::Duration;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::frame::{self, FrameError, HANDSHAKE_FRAME_BYTES_MAX};
+use super::transport::{Listener, ReadHalf, Stream, Transport, WriteHalf};
 use crate::bond::{BondError, Handshake, HandshakeFrame, HandshakeStep, WireFrame};
 use crate::codec;
 use crate::env::{Entropy, uniform_duration};
@@ -162,6 +162,25 @@ pub(crate) struct NetContext {
     pub inputs: GroupIdInputs,
     pub backoff: Backoff,
     pub bond_log: Arc<BondLog>,
+    pub transport: Transport,
+    /// A bond that wrote and read nothing back for this long is closed.
+    pub stall_timeout: Duration,
+    /// Handshake nonces: from this stream when the node is seeded (simulators),
+    /// from the OS otherwise.
+    pub nonces: Option<Mutex<Entropy>>,
+}
+
+impl NetContext {
+    /// A fresh handshake nonce.
+    fn nonce(&self) -> io::Result<[u8; 32]> {
+        match &self.nonces {
+            Some(nonces) => {
+                let mut rng = nonces.lock().unwrap_or_else(|error| error.into_inner());
+                Ok(seed_from(&mut rng))
+            }
+            None => os_nonce(),
+        }
+    }
 }
 
 /// The node task's side of the network: an outbox per peer.
@@ -205,7 +224,7 @@ fn os_nonce() -> io::Result<[u8; 32]> {
 /// Starts the listener and one link task per peer.
 pub(crate) fn start<C: Command>(
     context: Arc<NetContext>,
-    listener: TcpListener,
+    listener: Listener,
     peers: &BTreeMap<PeerId, SocketAddr>,
     inbox: mpsc::Sender<(PeerId, Message<C>)>,
     rng: &mut Entropy,
@@ -240,8 +259,8 @@ pub(crate) fn start<C: Command>(
 /// peer's link task.
 async fn accept_loop<C: Command>(
     context: Arc<NetContext>,
-    listener: TcpListener,
-    links: BTreeMap<PeerId, mpsc::Sender<TcpStream>>,
+    listener: Listener,
+    links: BTreeMap<PeerId, mpsc::Sender<Stream>>,
 ) {
     let links = Arc::new(links);
     loop {
@@ -253,7 +272,6 @@ async fn accept_loop<C: Command>(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         let context = context.clone();
         let links = links.clone();
         tokio::spawn(async move {
@@ -299,10 +317,10 @@ fn report(context: &NetContext, source: &str, error: LinkError) {
 /// Runs the handshake of [`crate::bond`] over `stream`.
 async fn handshake<C: Command>(
     context: &NetContext,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     expected: Option<PeerId>,
 ) -> Result<PeerId, LinkError> {
-    let nonce = os_nonce()?;
+    let nonce = context.nonce()?;
     let (mut handshake, hello) = Handshake::start(
         context.local,
         expected,
@@ -341,10 +359,7 @@ async fn handshake<C: Command>(
     }
 }
 
-async fn send_handshake<C: Command>(
-    stream: &mut TcpStream,
-    frame: HandshakeFrame,
-) -> io::Result<()> {
+async fn send_handshake<C: Command>(stream: &mut Stream, frame: HandshakeFrame) -> io::Result<()> {
     let bytes = frame::encode_frame(&WireFrame::<C>::Handshake(frame))?;
     frame::write_frames(stream, &bytes).await
 }
@@ -357,7 +372,7 @@ struct Link<C> {
     /// Where to dial, if this side dials.
     dial: Option<SocketAddr>,
     outbox: mpsc::Receiver<Message<C>>,
-    accepted: mpsc::Receiver<TcpStream>,
+    accepted: mpsc::Receiver<Stream>,
     inbox: mpsc::Sender<(PeerId, Message<C>)>,
     rng: Entropy,
 }
@@ -365,7 +380,7 @@ struct Link<C> {
 impl<C: Command> Link<C> {
     async fn run(mut self) {
         let mut failures = 0u32;
-        let mut next: Option<TcpStream> = None;
+        let mut next: Option<Stream> = None;
         loop {
             let stream = match (next.take(), self.dial) {
                 (Some(stream), _) => stream,
@@ -392,16 +407,15 @@ impl<C: Command> Link<C> {
     }
 
     /// Dials and bonds; `None` after a failure (already reported).
-    async fn connect(&mut self, address: SocketAddr) -> Option<TcpStream> {
+    async fn connect(&mut self, address: SocketAddr) -> Option<Stream> {
         let source = format!("peer {}", self.peer);
-        let mut stream = match TcpStream::connect(address).await {
+        let mut stream = match self.context.transport.connect(address).await {
             Ok(stream) => stream,
             Err(error) => {
                 tracing::trace!(%source, "dial failed: {error}");
                 return None;
             }
         };
-        let _ = stream.set_nodelay(true);
         let result = tokio::time::timeout(
             HANDSHAKE_TIMEOUT,
             handshake::<C>(&self.context, &mut stream, Some(self.peer)),
@@ -420,15 +434,34 @@ impl<C: Command> Link<C> {
         }
     }
 
-    /// Serves one bonded connection until it fails; returns a newer accepted
-    /// connection if one replaced it.
-    async fn serve(&mut self, stream: TcpStream) -> Option<TcpStream> {
+    /// Serves one bonded connection until it fails or stalls; returns a newer
+    /// accepted connection if one replaced it.
+    async fn serve(&mut self, stream: Stream) -> Option<Stream> {
         let (reader, writer) = stream.into_split();
-        let mut reading = tokio::spawn(read_loop(reader, self.peer, self.inbox.clone()));
+        let frames_read = Arc::new(AtomicU64::new(0));
+        let mut reading = tokio::spawn(read_loop(
+            reader,
+            self.peer,
+            self.inbox.clone(),
+            frames_read.clone(),
+        ));
         let mut writer = BufWriter::new(writer);
         let mut batch = Vec::new();
+        let mut stall = StallWatch::default();
         let replacement = loop {
+            let stall_deadline = stall.deadline(self.context.stall_timeout);
+            // Biased, rare events first: the order never depends on tokio's
+            // unseeded branch RNG, and a busy outbox cannot starve them.
             tokio::select! {
+                biased;
+                _ = &mut reading => break None,
+                newer = self.accepted.recv(), if self.dial.is_none() => break newer,
+                () = sleep_until_some(stall_deadline) => {
+                    if !stall.answered(&frames_read) {
+                        tracing::debug!(peer = %self.peer, "bond stalled: closed");
+                        break None;
+                    }
+                }
                 message = self.outbox.recv() => {
                     let Some(message) = message else { break None };
                     batch.push(message);
@@ -442,9 +475,8 @@ impl<C: Command> Link<C> {
                         tracing::debug!(peer = %self.peer, "write failed: {error}");
                         break None;
                     }
+                    stall.wrote(&frames_read);
                 }
-                newer = self.accepted.recv(), if self.dial.is_none() => break newer,
-                _ = &mut reading => break None,
             }
         };
         reading.abort();
@@ -453,7 +485,7 @@ impl<C: Command> Link<C> {
 }
 
 async fn write_batch<C: Command>(
-    writer: &mut BufWriter<OwnedWriteHalf>,
+    writer: &mut BufWriter<WriteHalf>,
     batch: &mut Vec<Message<C>>,
 ) -> io::Result<()> {
     let mut bytes = Vec::new();
@@ -467,9 +499,10 @@ async fn write_batch<C: Command>(
 }
 
 async fn read_loop<C: Command>(
-    reader: OwnedReadHalf,
+    reader: ReadHalf,
     peer: PeerId,
     inbox: mpsc::Sender<(PeerId, Message<C>)>,
+    frames_read: Arc<AtomicU64>,
 ) {
     let mut reader = BufReader::new(reader);
     loop {
@@ -481,6 +514,7 @@ async fn read_loop<C: Command>(
                     return;
                 }
             };
+        frames_read.fetch_add(1, Ordering::Relaxed);
         match frame {
             WireFrame::Raft(message) => {
                 if inbox.send((peer, message)).await.is_err() {
@@ -492,5 +526,45 @@ async fn read_loop<C: Command>(
                 return;
             }
         }
+    }
+}
+
+/// Notices a bond that swallows what it is sent: every Raft request has a
+/// reply, so a write followed by silence for a whole timeout means the stream
+/// is dead (a peer gone without a reset; under turmoil, a segment dropped by a
+/// partition, after which the stream never delivers again).
+#[derive(Debug, Default)]
+struct StallWatch {
+    /// When the oldest write not yet followed by a read went out, and how many
+    /// frames had been read then.
+    unanswered: Option<(tokio::time::Instant, u64)>,
+}
+
+impl StallWatch {
+    fn wrote(&mut self, frames_read: &AtomicU64) {
+        if self.unanswered.is_none() {
+            let read = frames_read.load(Ordering::Relaxed);
+            self.unanswered = Some((tokio::time::Instant::now(), read));
+        }
+    }
+
+    fn deadline(&self, timeout: Duration) -> Option<tokio::time::Instant> {
+        self.unanswered.map(|(since, _)| since + timeout)
+    }
+
+    /// At the deadline: whether something was read since the write (then the
+    /// watch restarts at the next write).
+    fn answered(&mut self, frames_read: &AtomicU64) -> bool {
+        let Some((_, read_before)) = self.unanswered.take() else {
+            return true;
+        };
+        frames_read.load(Ordering::Relaxed) > read_before
+    }
+}
+
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => core::future::pending().await,
     }
 }

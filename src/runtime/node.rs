@@ -6,14 +6,14 @@ use core::time::Duration;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::group::{ClientState, Group, GroupStatus};
 use super::net::{self, Backoff, BondLog, NET_INBOX_CAPACITY, Net, NetContext};
-use crate::env::{Entropy, Instant, TimerKind, entropy_from_seed};
+use super::transport::{Listener, Transport};
+use crate::env::{Entropy, Instant, TimerKind, derive_entropy, entropy_from_seed};
 use crate::id::{GroupIdInputs, GroupKey, PeerId};
 use crate::log::{Cursor, Storage};
 use crate::machine::{StateMachine, StateSync};
@@ -49,6 +49,17 @@ pub struct RuntimeConfig {
     /// multi-threaded runtime, so other tasks move off the blocked worker.
     /// Worth turning off only when the storage does not fsync.
     pub blocking_sync: bool,
+    /// What [`start`] binds and every bond dials: tokio's TCP, or a
+    /// simulator's (see [`Transport`]).
+    pub transport: Transport,
+    /// A bond that wrote and read nothing back for this long is closed and
+    /// redialed (see [`super::transport`] on stalled streams).
+    pub bond_stall_timeout: Duration,
+    /// `None` in production: every random draw (engine, jitter, client id,
+    /// handshake nonces) is seeded from the OS. `Some` under a deterministic
+    /// simulator: every draw derives from this seed, so a run replays. Never
+    /// set it in production: handshake nonces become predictable.
+    pub seed: Option<u64>,
 }
 
 impl RuntimeConfig {
@@ -68,6 +79,9 @@ impl RuntimeConfig {
             backoff: Backoff::default(),
             call_timeout: Duration::from_secs(10),
             blocking_sync: true,
+            transport: Transport::Tcp,
+            bond_stall_timeout: Duration::from_secs(2),
+            seed: None,
         }
     }
 }
@@ -128,7 +142,29 @@ pub(crate) fn os_seed() -> Result<[u8; 32], String> {
     Ok(seed)
 }
 
-/// Starts a node that listens on `listen`.
+/// Where a node's seeds come from: the OS, or one ChaCha stream derived from
+/// [`RuntimeConfig::seed`].
+struct Seeds(Option<Entropy>);
+
+impl Seeds {
+    fn new(seed: Option<u64>) -> Self {
+        Self(seed.map(|seed| derive_entropy(seed, "runtime node")))
+    }
+
+    fn next(&mut self) -> Result<[u8; 32], StartError> {
+        match &mut self.0 {
+            Some(rng) => {
+                let mut seed = [0u8; 32];
+                rand_core::Rng::fill_bytes(rng, &mut seed);
+                Ok(seed)
+            }
+            None => os_seed().map_err(StartError::Entropy),
+        }
+    }
+}
+
+/// Starts a node that listens on `listen` over
+/// [`config.transport`](RuntimeConfig::transport).
 ///
 /// # Errors
 ///
@@ -143,19 +179,25 @@ where
     M: StateMachine,
     S: Storage<EntryOf<M>>,
 {
-    let listener = TcpListener::bind(listen).await.map_err(StartError::Bind)?;
+    let listener = config
+        .transport
+        .bind(listen)
+        .await
+        .map_err(StartError::Bind)?;
     start_with_listener(config, listener, machine, storage)
 }
 
 /// Starts a node on an already bound listener (tests bind port 0 first to
-/// learn every address). Must be called within a tokio runtime.
+/// learn every address). Must be called within a tokio runtime. The listener's
+/// transport must be [`config.transport`](RuntimeConfig::transport), which the
+/// node dials with.
 ///
 /// # Errors
 ///
 /// [`StartError`] if the configuration is refused or the OS gives no entropy.
 pub fn start_with_listener<M, S>(
     config: RuntimeConfig,
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     machine: M,
     storage: S,
 ) -> Result<Group<M>, StartError>
@@ -179,7 +221,16 @@ where
         machine.signature(),
         machine.state_sync().signature(),
     );
-    let mut rng: Entropy = entropy_from_seed(os_seed().map_err(StartError::Entropy)?);
+    let listener = listener.into();
+    if listener.transport() != config.transport {
+        return Err(StartError::Peers(format!(
+            "the listener is {:?} but the config dials {:?}",
+            listener.transport(),
+            config.transport
+        )));
+    }
+    let mut seeds = Seeds::new(config.seed);
+    let mut rng: Entropy = entropy_from_seed(seeds.next()?);
     let started = tokio::time::Instant::now();
     let node = Node::new(
         config.id,
@@ -187,7 +238,7 @@ where
         config.options.clone(),
         machine,
         storage,
-        entropy_from_seed(os_seed().map_err(StartError::Entropy)?),
+        entropy_from_seed(seeds.next()?),
         Instant::ZERO,
     )
     .map_err(StartError::Config)?;
@@ -198,6 +249,12 @@ where
         inputs,
         backoff: config.backoff,
         bond_log: bond_log.clone(),
+        transport: config.transport,
+        stall_timeout: config.bond_stall_timeout,
+        nonces: match config.seed {
+            Some(_) => Some(Mutex::new(entropy_from_seed(seeds.next()?))),
+            None => None,
+        },
     });
     let (inbox_tx, inbox_rx) = mpsc::channel(NET_INBOX_CAPACITY);
     let net = net::start(context, listener, &config.peers, inbox_tx, &mut rng);
@@ -218,7 +275,7 @@ where
         blocking_sync: config.blocking_sync,
     };
     tokio::spawn(task.run());
-    let client = ClientState::new(os_seed().map_err(StartError::Entropy)?);
+    let client = ClientState::new(seeds.next()?);
     Ok(Group::new(
         config.id,
         requests_tx,
@@ -386,13 +443,18 @@ where
     fn flush(&mut self) -> Result<(), crate::log::StorageError> {
         let now = self.now();
         let mut effects = core::mem::take(&mut self.effects);
-        let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
-            == tokio::runtime::RuntimeFlavor::MultiThread;
-        let result = if self.blocking_sync && multi_thread {
+        // madsim runs one thread and has no `block_in_place`.
+        #[cfg(not(madsim))]
+        let result = if self.blocking_sync
+            && tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::MultiThread
+        {
             tokio::task::block_in_place(|| self.node.flush(now, &mut effects))
         } else {
             self.node.flush(now, &mut effects)
         };
+        #[cfg(madsim)]
+        let result = self.node.flush(now, &mut effects);
         for effect in effects.drain(..) {
             self.execute(effect);
         }

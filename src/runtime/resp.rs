@@ -58,6 +58,10 @@ pub async fn listen(address: SocketAddr, group: Group<KvStore>) -> io::Result<()
 }
 
 async fn serve_connection(stream: TcpStream, group: &Group<KvStore>) -> io::Result<()> {
+    // madsim's TcpStream has no owned halves.
+    #[cfg(madsim)]
+    let (reader, writer) = tokio::io::split(stream);
+    #[cfg(not(madsim))]
     let (reader, writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
     let mut writer = BufWriter::new(writer);
