@@ -444,12 +444,21 @@ impl<M: StateMachine> Group<M> {
     /// if the deadline comes first.
     async fn pause(&self, backoff: &mut Duration, deadline: TokioInstant) -> bool {
         let until = (TokioInstant::now() + *backoff).min(deadline);
-        let mut status = self.status.clone();
-        let leader = status.borrow_and_update().leader;
-        tokio::select! {
-            biased;
-            () = tokio::time::sleep_until(until) => {}
-            _ = status.wait_for(|status| status.leader != leader && status.leader.is_some()) => {}
+        // Under madsim, only the backoff: a watch waiter picks one of eight
+        // slots with tokio's thread RNG, seeded from a process-wide counter,
+        // so two runs of one seed in one process would wake clients in other
+        // orders (MADSIM_TEST_CHECK_DETERMINISM). `When` has the same caveat.
+        #[cfg(madsim)]
+        tokio::time::sleep_until(until).await;
+        #[cfg(not(madsim))]
+        {
+            let mut status = self.status.clone();
+            let leader = status.borrow_and_update().leader;
+            tokio::select! {
+                biased;
+                () = tokio::time::sleep_until(until) => {}
+                _ = status.wait_for(|status| status.leader != leader && status.leader.is_some()) => {}
+            }
         }
         *backoff = (*backoff * 2).min(RETRY_BACKOFF_MAX);
         TokioInstant::now() < deadline

@@ -304,6 +304,8 @@ where
     next_query: QueryId,
     status: watch::Sender<GroupStatus>,
     effects: Vec<Effect<M>>,
+    // madsim has no `block_in_place`: flushes always run inline there.
+    #[cfg_attr(madsim, allow(dead_code))]
     blocking_sync: bool,
 }
 

@@ -37,8 +37,16 @@
 //!   incarnations, crashed with [`CrashOutcome`](crate::log::CrashOutcome).
 //!
 //! madsim (`--cfg madsim`) goes further: its executor is single-threaded and
-//! seeded, and it intercepts `getrandom` and the clock for the whole process,
-//! so `MADSIM_TEST_CHECK_DETERMINISM` can run a seed twice and compare.
+//! seeded, and it intercepts `getrandom` and the clock for the whole process
+//! (`sim-tests/madsim_entropy.rs` checks both), so
+//! `MADSIM_TEST_CHECK_DETERMINISM` can run a seed twice and compare. One gap
+//! remains there: tokio's `watch` channel parks each waiter in one of eight
+//! slots chosen by tokio's thread RNG, which is seeded from a process-wide
+//! counter, so two runs in one process wake waiters in different orders. The
+//! runtime's retry pause therefore does not wait on the status watch under
+//! madsim (it sleeps out its backoff); [`When`](super::When) watchers still do,
+//! so a madsim test that uses them replays only in a fresh process
+//! (`MADSIM_TEST_SEED`).
 //!
 //! # A turmoil caveat: dropped segments stall a stream
 //!
