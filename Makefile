@@ -50,3 +50,10 @@ MADSIM = RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/madsim
 madsim:
 	$(MADSIM) cargo test --features tokio --test madsim_entropy --test madsim_group
 	$(MADSIM) MADSIM_TEST_CHECK_DETERMINISM=1 cargo test --features tokio --test madsim_group
+
+# The same 5-node kv workload for 20 simulated seconds, no faults, under
+# quorate's simulator, turmoil and madsim (built in target/madsim): one table of
+# simulated time and operations per wall second, as ratios to quorate's.
+.PHONY: bench-drivers
+bench-drivers:
+	bash benches/drivers.sh
