@@ -1,14 +1,19 @@
 //! The `quorate` command line.
 //!
 //! Subcommands:
+//! * `explore`: a simulation campaign over many seeds (see
+//!   [`quorate::sim::cli`]);
+//! * `replay`: one seed, with its readable trace;
 //! * `check`: linearizability of recorded histories (see
-//!   [`quorate::check::cli`]).
+//!   [`quorate::check::cli`]);
+//! * `node` (feature `tokio`): a replicated key-value node with a Redis port.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use quorate::check::cli::{CheckArgs, run_check};
+use quorate::sim::cli::{ExploreArgs, ReplayArgs, run_explore, run_replay};
 
 /// quorate: replicated state machines tested by deterministic simulation.
 #[derive(Debug, Parser)]
@@ -20,6 +25,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a simulation campaign over many seeds.
+    Explore(ExploreArgs),
+    /// Run one seed and print its trace.
+    Replay(ReplayArgs),
     /// Check recorded histories for linearizability.
     Check(CheckArgs),
     /// Run the built-in key-value store as a replicated node with a Redis port.
@@ -29,12 +38,22 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Explore(_) | Command::Replay(_)) {
+        // RUST_LOG=quorate=debug shows the simulated trace, virtual time as a field.
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .without_time()
+            .init();
+    }
     // The wall clock lives here, outside the library's deterministic code.
     let start = Instant::now();
     let clock = move || start.elapsed();
     let status = match &cli.command {
         #[cfg(feature = "tokio")]
         Command::Node(args) => i32::from(quorate::runtime::node_cli::run(args)),
+        Command::Explore(args) => run_explore(args, &clock, &mut std::io::stdout()),
+        Command::Replay(args) => run_replay(args, &mut std::io::stdout()),
         Command::Check(args) => {
             run_check(args, &clock, &mut std::io::stdout(), &mut std::io::stderr())
         }

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::entry::{ClientId, LogEntry, ProposalId};
-use super::node::{EntryOf, Node};
+use super::node::{EntryOf, Flaw, Node};
 use super::outcome::ProposalOutcome;
 use crate::log::{Cursor, Index, Storage, Term};
 use crate::machine::{ApplyContext, StateMachine};
@@ -189,7 +189,12 @@ where
         let mut outcomes = Vec::new();
         for (index, entry) in batch.entries {
             let id = entry.proposal;
-            match self.sessions.seen(id) {
+            let seen = if self.flaw(Flaw::ApplyDuplicates) {
+                Seen::New
+            } else {
+                self.sessions.seen(id)
+            };
+            match seen {
                 Seen::New => {
                     self.sessions.record(id, entry.settled_below, index);
                     commands.push(entry.command);

@@ -5,8 +5,8 @@
 use super::entry::{Proposal, ProposalId};
 use super::message::{Message, ReadId};
 use super::node::{
-    EntryOf, Expiring, LeaderRead, Node, PendingProposal, PendingQuery, QueryStage, ReadRequester,
-    Role,
+    EntryOf, Expiring, Flaw, LeaderRead, Node, PendingProposal, PendingQuery, QueryStage,
+    ReadRequester, Role,
 };
 use super::outcome::{
     Consistency, Effect, ProposalOutcome, ProposeError, QueryAnswer, QueryError, QueryId,
@@ -98,10 +98,7 @@ where
             return;
         }
         let stage = match self.role {
-            Role::Leader => {
-                self.start_read(ReadRequester::Local(id));
-                QueryStage::Confirmation
-            }
+            Role::Leader => QueryStage::Confirmation,
             _ => match self.leader {
                 Some(leader) if leader != self.id => {
                     self.send(leader, Message::ReadIndex { read: id });
@@ -126,6 +123,9 @@ where
             },
         );
         self.add_deadline(deadline, Expiring::Query(id));
+        if stage == QueryStage::Confirmation {
+            self.start_read(ReadRequester::Local(id));
+        }
     }
 
     /// Starts a read round at the leader: the read may be served at the current
@@ -133,6 +133,24 @@ where
     /// has answered a message sent after this moment.
     fn start_read(&mut self, requester: ReadRequester) {
         let commit = self.commit_index;
+        if self.flaw(Flaw::ReadWithoutReadIndex) {
+            // Planted flaw: answer at the local commit index, unconfirmed.
+            match requester {
+                ReadRequester::Local(id) => {
+                    if let Some(query) = self.queries.get_mut(&id) {
+                        query.stage = QueryStage::Apply(commit);
+                    }
+                }
+                ReadRequester::Remote(peer, read) => self.send(
+                    peer,
+                    Message::ReadIndexResponse {
+                        read,
+                        result: Ok(commit),
+                    },
+                ),
+            }
+            return;
+        }
         let state = self
             .leader_state
             .as_mut()
@@ -151,7 +169,7 @@ where
 
     /// Serves every read whose round a quorum has confirmed.
     pub(super) fn confirm_reads(&mut self) {
-        let quorum = self.config.quorum();
+        let quorum = self.quorum();
         let Some(state) = self.leader_state.as_mut() else {
             return;
         };

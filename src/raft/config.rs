@@ -139,6 +139,9 @@ pub struct NodeOptions {
     pub query_timeout: Duration,
     /// Client sessions kept for deduplicating retried proposals.
     pub sessions_max: usize,
+    /// Planted bugs switched on for this node (feature `flaws`; none by default).
+    #[cfg(feature = "flaws")]
+    pub flaws: super::flaws::Flaws,
 }
 
 impl Default for NodeOptions {
@@ -152,6 +155,8 @@ impl Default for NodeOptions {
             proposal_timeout: Duration::from_secs(5),
             query_timeout: Duration::from_secs(5),
             sessions_max: 4096,
+            #[cfg(feature = "flaws")]
+            flaws: super::flaws::Flaws::NONE,
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::message::{ConflictHint, Message};
-use super::node::{EntryOf, LeaderState, Node, Progress, Role};
+use super::node::{EntryOf, Flaw, LeaderState, Node, Progress, Role};
 use super::outcome::{Effect, ProposalOutcome, ProposeError, QueryError};
 use crate::env::{Instant, uniform_duration};
 use crate::id::PeerId;
@@ -123,7 +123,7 @@ where
         self.votes.clear();
         self.votes.insert(self.id);
         tracing::debug!(node = %self.id, term = %self.hard_state.current_term, "pre-vote started");
-        if self.votes.len() >= self.config.quorum() {
+        if self.votes.len() >= self.quorum() {
             self.become_candidate(now);
             return;
         }
@@ -137,9 +137,9 @@ where
     }
 
     pub(super) fn on_pre_vote(&mut self, now: Instant, from: PeerId, term: Term, last_log: Cursor) {
-        let granted = term > self.hard_state.current_term
-            && last_log >= self.last_log
-            && !self.leader_recently_heard(now);
+        let log_ok = last_log >= self.last_log || self.flaw(Flaw::VoteWithoutLogCheck);
+        let granted =
+            term > self.hard_state.current_term && log_ok && !self.leader_recently_heard(now);
         let term = if granted {
             term
         } else {
@@ -162,7 +162,7 @@ where
             return;
         }
         self.votes.insert(from);
-        if self.votes.len() >= self.config.quorum() {
+        if self.votes.len() >= self.quorum() {
             self.become_candidate(now);
         }
     }
@@ -176,7 +176,7 @@ where
         self.votes.insert(self.id);
         self.reset_election_deadline(now);
         tracing::debug!(node = %self.id, %term, "campaigning");
-        if self.votes.len() >= self.config.quorum() {
+        if self.votes.len() >= self.quorum() {
             self.become_leader(now);
             return;
         }
@@ -199,7 +199,8 @@ where
         debug_assert_eq!(term, self.hard_state.current_term);
         let vote_free = self.hard_state.voted_for.is_none_or(|voted| voted == from);
         // §5.4.1: vote only for a candidate whose log is at least as up to date.
-        let granted = vote_free && last_log >= self.last_log;
+        let log_ok = last_log >= self.last_log || self.flaw(Flaw::VoteWithoutLogCheck);
+        let granted = vote_free && log_ok;
         if granted {
             // Durable before the response leaves: flush syncs first.
             self.set_hard_state(term, Some(from));
@@ -228,7 +229,7 @@ where
             return;
         }
         self.votes.insert(from);
-        if self.votes.len() >= self.config.quorum() {
+        if self.votes.len() >= self.quorum() {
             self.become_leader(now);
         }
     }

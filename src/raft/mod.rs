@@ -42,6 +42,8 @@ mod client;
 mod config;
 mod election;
 mod entry;
+#[cfg(feature = "flaws")]
+pub mod flaws;
 mod message;
 mod node;
 mod outcome;

@@ -14,6 +14,23 @@ use crate::id::PeerId;
 use crate::log::{Cursor, HardState, Index, Storage, StorageError, Term};
 use crate::machine::{LeadershipPreference, StateMachine, StateSync};
 
+#[cfg(feature = "flaws")]
+pub(super) use super::flaws::Flaw;
+
+/// Stands in for [`flaws::Flaw`](super::flaws::Flaw) without the feature, so
+/// call sites need no `cfg`.
+#[cfg(not(feature = "flaws"))]
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Flaw {
+    CommitByCounting,
+    VoteWithoutLogCheck,
+    ReplyBeforeSync,
+    ReadWithoutReadIndex,
+    TruncateCommitted,
+    QuorumOfReachable,
+    ApplyDuplicates,
+}
+
 /// The log entry type of machine `M`.
 pub type EntryOf<M> = LogEntry<<M as StateMachine>::Command>;
 
@@ -226,6 +243,13 @@ where
 
     /// Messages held until the next sync.
     pub(super) outbox: Vec<(PeerId, Message<M::Command>)>,
+    /// The time of the latest event.
+    pub(super) now: Instant,
+    /// When each peer was last heard from (for the planted flaw that counts
+    /// quorums of reachable peers).
+    pub(super) heard_at: BTreeMap<PeerId, Instant>,
+    /// Whether the hard state changed since the last sync.
+    pub(super) hard_state_dirty: bool,
     /// Outcomes held until the next sync.
     pub(super) held: Vec<Effect<M>>,
 }
@@ -304,6 +328,9 @@ where
             catch_up: None,
             outbox: Vec::new(),
             held: Vec::new(),
+            now,
+            heard_at: BTreeMap::new(),
+            hard_state_dirty: false,
         };
         node.reset_election_deadline(now);
         Ok(node)
@@ -364,6 +391,8 @@ where
             tracing::debug!(node = %self.id, %from, "message from a non-member dropped");
             return;
         }
+        self.now = now;
+        self.heard_at.insert(from, now);
         if let Some(term) = message.term()
             && !self.observe_term(now, from, term, &message)
         {
@@ -418,6 +447,7 @@ where
     /// Handles the firing of the timer of `kind`. A timer that fires before the
     /// node's current deadline for it (a stale timer) only re-arms it.
     pub fn on_timer(&mut self, now: Instant, kind: TimerKind) {
+        self.now = now;
         self.armed[kind.slot()] = None;
         match kind {
             TimerKind::Election => {
@@ -455,10 +485,15 @@ where
             self.advance_commit();
             self.replicate(now);
         }
-        if self.dirty {
+        // Planted flaw: a term or vote change alone is answered unsynced.
+        let skip_sync = self.flaw(Flaw::ReplyBeforeSync)
+            && self.hard_state_dirty
+            && self.synced_last == self.last_log.index();
+        if self.dirty && !skip_sync {
             self.storage.sync()?;
             self.dirty = false;
         }
+        self.hard_state_dirty = false;
         self.synced_last = self.last_log.index();
         if self.role == Role::Leader {
             // Counts this node's own just-synced entries (all a single voter needs).
@@ -547,6 +582,7 @@ where
         if hard_state != self.hard_state {
             self.hard_state = hard_state;
             self.storage.save_hard_state(hard_state);
+            self.hard_state_dirty = true;
             self.mark_dirty();
         }
     }
@@ -609,6 +645,36 @@ where
                 });
             }
         }
+    }
+
+    /// Whether a planted bug is switched on; always false without the feature
+    /// `flaws`, so the checks compile away.
+    #[cfg(feature = "flaws")]
+    pub(super) fn flaw(&self, flaw: super::flaws::Flaw) -> bool {
+        self.options.flaws.contains(flaw)
+    }
+
+    /// Whether a planted bug is switched on: never, without the feature `flaws`.
+    #[cfg(not(feature = "flaws"))]
+    #[inline(always)]
+    pub(super) fn flaw(&self, _flaw: Flaw) -> bool {
+        false
+    }
+
+    /// The quorum for a decision at `now`: a majority of the configured voters
+    /// (or, with the planted flaw, of the peers heard from lately).
+    pub(super) fn quorum(&self) -> usize {
+        if self.flaw(Flaw::QuorumOfReachable) {
+            let window = self.config.election_timeout_max;
+            let reachable = self
+                .heard_at
+                .values()
+                .filter(|heard| self.now.saturating_since(**heard) < window)
+                .count();
+            let voters_reachable = reachable + 1;
+            return voters_reachable / 2 + 1;
+        }
+        self.config.quorum()
     }
 
     /// Whether the sync strategy's batch size, for catch-up requests.

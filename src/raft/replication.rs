@@ -4,7 +4,7 @@
 
 use super::entry::{CommandEntry, LogEntry};
 use super::message::{ConflictHint, Message};
-use super::node::{EntryOf, Node, Role};
+use super::node::{EntryOf, Flaw, Node, Role};
 use super::outcome::Effect;
 use crate::env::Instant;
 use crate::id::PeerId;
@@ -192,6 +192,20 @@ where
         self.reset_election_deadline(now);
 
         let result = match self.check_prev(prev) {
+            Err(hint) if self.flaw(Flaw::TruncateCommitted) && hint.conflict_term.is_some() => {
+                // Planted flaw: cut the whole conflicting term, committed or not.
+                let mut first = prev.index().min(self.last_log.index());
+                while first.prev() > Index::ZERO && self.term_at(first.prev()) == hint.conflict_term
+                {
+                    first = first.prev();
+                }
+                self.storage.truncate(first);
+                self.last_log = self.storage.last();
+                self.synced_last = self.synced_last.min(first.prev());
+                self.commit_index = self.commit_index.min(self.last_log.index());
+                self.mark_dirty();
+                Err(hint)
+            }
             Err(hint) => Err(hint),
             Ok(()) => {
                 let last_new = self.merge_entries(prev, entries);
@@ -383,11 +397,13 @@ where
             .map(|progress| progress.match_index)
             .collect();
         matched.push(self.synced_index());
-        let candidate = quorum_match_index(&mut matched, self.config.quorum());
+        let quorum = self.quorum().min(matched.len());
+        let candidate = quorum_match_index(&mut matched, quorum);
         if candidate <= self.commit_index {
             return false;
         }
-        if self.term_at(candidate) != Some(self.hard_state.current_term) {
+        let current_term = self.term_at(candidate) == Some(self.hard_state.current_term);
+        if !current_term && !self.flaw(Flaw::CommitByCounting) {
             return false;
         }
         self.commit_index = candidate;

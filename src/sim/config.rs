@@ -57,6 +57,10 @@ pub struct FaultPlan {
     pub group_mismatch: bool,
     /// Mean time between scheduled faults.
     pub mean_interval: Duration,
+    /// Most entries per AppendEntries in this run's nodes: small values split a
+    /// new leader's blank entry from the older entries it must replicate, which
+    /// is where commitment bugs (Figure 8) hide.
+    pub append_entries_max: usize,
 }
 
 impl FaultPlan {
@@ -70,6 +74,7 @@ impl FaultPlan {
             clocks: false,
             group_mismatch: false,
             mean_interval: Duration::from_secs(1),
+            append_entries_max: 256,
         }
     }
 
@@ -89,6 +94,7 @@ impl FaultPlan {
             clocks: true,
             group_mismatch: true,
             mean_interval: Duration::from_millis(800),
+            append_entries_max: 2,
         }
     }
 
@@ -153,6 +159,7 @@ impl FaultPlan {
             clocks: chance(rng, 300_000),
             group_mismatch: chance(rng, 100_000),
             mean_interval: Duration::from_millis(uniform_u64(rng, 200, 3_000)),
+            append_entries_max: [1, 2, 4, 16, 256][uniform_u64(rng, 0, 5) as usize],
         }
     }
 
@@ -282,6 +289,9 @@ pub struct SimConfig {
     /// Keep every trace event in memory (for replay output), not only the hash
     /// and the last few.
     pub record_trace: bool,
+    /// Planted bugs switched on in every node (feature `flaws`).
+    #[cfg(feature = "flaws")]
+    pub flaws: crate::raft::flaws::Flaws,
 }
 
 impl SimConfig {
@@ -302,6 +312,8 @@ impl SimConfig {
             read_per_mille: 300,
             weak_read_per_mille: 200,
             record_trace: false,
+            #[cfg(feature = "flaws")]
+            flaws: crate::raft::flaws::Flaws::NONE,
         }
     }
 }

@@ -39,6 +39,13 @@ pub enum FaultAction {
     Crash(Target),
     /// Restart the node that has been down longest.
     RestartOldest,
+    /// The next node to become leader crashes after sending `messages` more
+    /// messages: elected, it may get its first entries to a few followers and
+    /// then die (the shape of the Figure 8 scenarios).
+    CrashNextLeader {
+        /// Messages it sends before crashing.
+        messages: u32,
+    },
     /// Pause a node: it processes nothing until resumed.
     Pause(Target),
     /// Resume the node that has been paused longest.
@@ -61,6 +68,9 @@ impl fmt::Display for FaultAction {
             Self::Heal => f.write_str("heal partitions"),
             Self::Crash(target) => write!(f, "crash {target}"),
             Self::RestartOldest => f.write_str("restart"),
+            Self::CrashNextLeader { messages } => {
+                write!(f, "crash the next leader after {messages} messages")
+            }
             Self::Pause(target) => write!(f, "pause {target}"),
             Self::ResumeOldest => f.write_str("resume"),
             Self::Clock {
@@ -145,10 +155,14 @@ pub fn schedule(
                 });
             }
             1 => {
-                faults.push(ScheduledFault {
-                    at,
-                    action: FaultAction::Crash(target),
-                });
+                let crash = if chance(rng, 500_000) {
+                    FaultAction::Crash(target)
+                } else {
+                    FaultAction::CrashNextLeader {
+                        messages: uniform_u64(rng, 0, 12) as u32,
+                    }
+                };
+                faults.push(ScheduledFault { at, action: crash });
                 faults.push(ScheduledFault {
                     at: at + lasting,
                     action: FaultAction::RestartOldest,

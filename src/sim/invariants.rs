@@ -51,6 +51,14 @@ impl Invariants {
         Index(self.committed.len() as u64)
     }
 
+    /// The leader of each term seen, in term order.
+    pub(crate) fn leaders(&self) -> Vec<(Term, PeerId)> {
+        self.leaders
+            .iter()
+            .map(|(term, leader)| (*term, *leader))
+            .collect()
+    }
+
     /// Forgets a node's log (it crashed); its storage will be read again.
     pub(crate) fn forget(&mut self, node: PeerId) {
         self.mirrors.remove(&node);

@@ -30,6 +30,7 @@
 //! assert_eq!(report.trace_hash, Simulation::new(again, KvStore::default, KvWorkload::default()).run().trace_hash);
 //! ```
 
+pub mod cli;
 pub mod config;
 pub mod faults;
 pub mod history;
@@ -110,6 +111,8 @@ pub struct RunReport {
     pub operations: (usize, usize),
     /// Whether the linearizability search gave up (not a failure, but weaker).
     pub linearizability_unknown: Option<String>,
+    /// The leader of each term, in term order.
+    pub leaders: Vec<(crate::log::Term, PeerId)>,
 }
 
 impl RunReport {
@@ -155,7 +158,7 @@ impl RunReport {
 /// A simulation of machine `M` under workload `W`.
 pub struct Simulation<M: SimMachine> {
     config: SimConfig,
-    make_machine: Box<dyn Fn() -> M>,
+    make_machine: Box<dyn Fn(PeerId) -> M>,
     workload: Box<dyn Workload<M>>,
     checkpoints: bool,
 }
@@ -165,6 +168,17 @@ impl<M: SimMachine> Simulation<M> {
     pub fn new(
         config: SimConfig,
         make_machine: impl Fn() -> M + 'static,
+        workload: impl Workload<M> + 'static,
+    ) -> Self {
+        Self::per_node(config, move |_| make_machine(), workload)
+    }
+
+    /// A simulation whose node `id` runs `make_machine(id)`: for machines that
+    /// differ per node only in what is not part of their state, such as their
+    /// leadership preference. Equal states must still compare equal.
+    pub fn per_node(
+        config: SimConfig,
+        make_machine: impl Fn(PeerId) -> M + 'static,
         workload: impl Workload<M> + 'static,
     ) -> Self {
         Self {
@@ -213,6 +227,7 @@ impl<M: SimMachine> Simulation<M> {
                 stats: RunStats::default(),
                 operations: (0, 0),
                 linearizability_unknown: None,
+                leaders: Vec::new(),
             }
         })
     }
@@ -311,6 +326,7 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
         stats: world.stats,
         operations,
         linearizability_unknown,
+        leaders: world.leaders(),
         config,
     }
 }

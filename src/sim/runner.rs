@@ -38,8 +38,19 @@ pub fn determinism_check_requested() -> bool {
 
 /// The command line that reruns `config` exactly, with the readable trace.
 pub fn reproduce_command(config: &SimConfig, workload: &str) -> String {
+    #[allow(unused_mut)]
+    let mut features = String::new();
+    #[allow(unused_mut)]
+    let mut flaws = String::new();
+    #[cfg(feature = "flaws")]
+    for (name, flaw) in crate::raft::flaws::Flaw::ALL {
+        if config.flaws.contains(flaw) {
+            features = " --features flaws".to_owned();
+            flaws.push_str(&format!(" --flaw {name}"));
+        }
+    }
     format!(
-        "cargo run --release -- replay --seed {} --nodes {} --workload {} --faults {} --duration {} --quiet {}",
+        "cargo run --release{features} -- replay --seed {} --nodes {} --workload {} --faults {} --duration {} --quiet {}{flaws}",
         config.seed,
         config.nodes,
         workload,

@@ -183,6 +183,8 @@ pub struct RunStats {
     pub messages_rejected: u64,
     /// Messages dropped between nodes that are not bonded.
     pub messages_unbonded: u64,
+    /// Faults injected (partitions, crashes, pauses, clock changes).
+    pub faults_injected: u64,
     /// Virtual time at the end.
     pub simulated: Duration,
 }
@@ -193,7 +195,7 @@ pub(crate) struct World<M: SimMachine> {
     pub plan: FaultPlan,
     group: GroupConfig,
     options: NodeOptions,
-    make_machine: Box<dyn Fn() -> M>,
+    make_machine: Box<dyn Fn(PeerId) -> M>,
     pub workload: Box<dyn Workload<M>>,
     workload_rng: Entropy,
     client_rng: Entropy,
@@ -205,6 +207,11 @@ pub(crate) struct World<M: SimMachine> {
     clients: Vec<Client<M>>,
     /// Whether faults are over (the quiet period has begun).
     quiet: bool,
+    /// Armed by [`FaultAction::CrashNextLeader`]: the messages the next leader
+    /// may send before it crashes.
+    crash_next_leader: Option<u32>,
+    /// A node doomed by that trigger, and the messages it may still send.
+    doomed: Option<(usize, u32)>,
     /// `bonds[a][b]`: whether nodes `a + 1` and `b + 1` bonded.
     bonds: Vec<Vec<bool>>,
     pub bond_errors: Vec<(PeerId, PeerId, BondError)>,
@@ -223,7 +230,7 @@ impl<M: SimMachine> World<M> {
     pub(crate) fn new(
         config: SimConfig,
         plan: FaultPlan,
-        make_machine: Box<dyn Fn() -> M>,
+        make_machine: Box<dyn Fn(PeerId) -> M>,
         workload: Box<dyn Workload<M>>,
         fault_rng: Entropy,
         checkpoints: bool,
@@ -231,8 +238,13 @@ impl<M: SimMachine> World<M> {
         let seed = config.seed;
         let group = GroupConfig::with_voter_count(config.nodes);
         let options = NodeOptions {
+            append_entries_max: plan.append_entries_max.max(1),
+            // At most eight messages in flight per follower, whatever their size.
+            inflight_entries_max: plan.append_entries_max.max(1) * 8,
             proposal_timeout: config.attempt_timeout * 2,
             query_timeout: config.attempt_timeout,
+            #[cfg(feature = "flaws")]
+            flaws: config.flaws,
             ..NodeOptions::default()
         };
         let network = Network::new(
@@ -267,6 +279,8 @@ impl<M: SimMachine> World<M> {
             network,
             clients,
             quiet: false,
+            crash_next_leader: None,
+            doomed: None,
             bonds: vec![vec![false; nodes]; nodes],
             bond_errors: Vec::new(),
             trace,
@@ -288,7 +302,7 @@ impl<M: SimMachine> World<M> {
         mismatch: Option<(PeerId, GroupIdInput)>,
     ) {
         let key = GroupKey::from_secret("quorate simulation key");
-        let machine = (self.make_machine)();
+        let machine = (self.make_machine)(PeerId(1));
         let inputs = GroupIdInputs::new(
             &key,
             self.group.digest(),
@@ -392,7 +406,12 @@ impl<M: SimMachine> World<M> {
 
     /// A machine in its initial state, as every node starts.
     pub(crate) fn fresh_machine(&self) -> M {
-        (self.make_machine)()
+        (self.make_machine)(PeerId(1))
+    }
+
+    /// The leader of each term seen.
+    pub(crate) fn leaders(&self) -> Vec<(crate::log::Term, PeerId)> {
+        self.invariants.leaders()
     }
 
     fn position(id: PeerId) -> usize {
@@ -417,7 +436,7 @@ impl<M: SimMachine> World<M> {
             host.id,
             self.group.clone(),
             self.options.clone(),
-            (self.make_machine)(),
+            (self.make_machine)(host.id),
             storage,
             rng,
             local,
@@ -586,6 +605,12 @@ impl<M: SimMachine> World<M> {
         for violation in found {
             self.violations.push((self.now, violation));
         }
+        if became_leader
+            && self.doomed.is_none()
+            && let Some(messages) = self.crash_next_leader.take()
+        {
+            self.doomed = Some((position, messages));
+        }
         if let Some(what) = what {
             self.record(Some(position), what);
         }
@@ -606,6 +631,13 @@ impl<M: SimMachine> World<M> {
             self.record(Some(position), What::Commit(status.commit_index));
         }
         self.route_effects(position);
+        if self
+            .doomed
+            .is_some_and(|(doomed, left)| doomed == position && left == 0)
+        {
+            self.doomed = None;
+            self.crash(position);
+        }
     }
 
     fn route_effects(&mut self, position: usize) {
@@ -659,6 +691,14 @@ impl<M: SimMachine> World<M> {
 
     fn send(&mut self, from: PeerId, to: PeerId, message: crate::raft::Message<M::Command>) {
         self.stats.messages_sent += 1;
+        if let Some((doomed, left)) = &mut self.doomed
+            && self.hosts[*doomed].id == from
+        {
+            if *left == 0 {
+                return; // it crashes before this one leaves
+            }
+            *left -= 1;
+        }
         if !self.bonded(from, to) {
             // Nodes of different groups never bonded: nothing passes between them.
             self.stats.messages_unbonded += 1;
@@ -756,6 +796,7 @@ impl<M: SimMachine> World<M> {
         if self.quiet {
             return;
         }
+        self.stats.faults_injected += 1;
         match &action {
             FaultAction::Partition(kind) => {
                 let nodes: Vec<PeerId> = self.hosts.iter().map(|host| host.id).collect();
@@ -771,6 +812,10 @@ impl<M: SimMachine> World<M> {
                 if let Some(position) = self.resolve(*target, |host| host.node.is_some()) {
                     self.crash(position);
                 }
+            }
+            FaultAction::CrashNextLeader { messages } => {
+                self.crash_next_leader = Some(*messages);
+                self.record(None, What::Fault(action.to_string()));
             }
             FaultAction::RestartOldest => {
                 let oldest = (0..self.hosts.len())
@@ -818,6 +863,9 @@ impl<M: SimMachine> World<M> {
     }
 
     fn crash(&mut self, position: usize) {
+        if self.doomed.is_some_and(|(doomed, _)| doomed == position) {
+            self.doomed = None;
+        }
         let outcome = if chance(&mut self.fault_rng, 500_000) {
             CrashOutcome::LoseUnsynced
         } else {
@@ -865,6 +913,8 @@ impl<M: SimMachine> World<M> {
     /// The faults stop: heal, restart and resume everything, perfect network.
     fn end_faults(&mut self) {
         self.quiet = true;
+        self.crash_next_leader = None;
+        self.doomed = None;
         self.network.heal();
         self.network.set_faults(super::config::NetworkFaults::NONE);
         self.record(None, What::Fault("faults end; quiet period".into()));
