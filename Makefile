@@ -1,9 +1,25 @@
 # The front door. Each target is a thin line over cargo.
-.PHONY: test lint fmt doc bench bench-engine bench-check
+.PHONY: test lint fmt doc bench bench-engine bench-check explore sim replay bench-sim bench-flaws
 
 # Every test, every cargo feature (the madsim build is its own target).
 test:
 	cargo test --all-features
+
+# A simulation campaign on the built-in key-value store (the README's first
+# command). Options: make explore ARGS="--seeds 0..1000 --faults all".
+explore:
+	cargo run --release -- explore $(ARGS)
+
+# The long campaign: thousands of seeds of every sim-tests file.
+SEEDS ?= 2000
+sim:
+	QUORATE_SEEDS=$(SEEDS) cargo test --release --test linearizability --test elections --test crash_recovery --test reads --test preferences --test bonding
+	cargo run --release -- explore --seeds 0..$(SEEDS) --workload counter
+	cargo run --release -- explore --seeds 0..$(SEEDS) --workload register
+
+# One seed again, with its readable trace: make replay SEED=42 ARGS="--faults all".
+replay:
+	cargo run --release -- replay --seed $(SEED) $(ARGS)
 
 lint:
 	cargo fmt --all -- --check
@@ -15,11 +31,21 @@ fmt:
 doc:
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
 
-bench: bench-engine
+bench: bench-engine bench-sim bench-check
 
 # Engine-only throughput: 3 and 5 engines in one thread, no simulator.
 bench-engine:
 	cargo bench --bench engine
+
+# Simulator: events per second under load and swarm faults, overhead against
+# the engine-only loop, per-event cost from 5 to 101 nodes, seeds per second.
+bench-sim:
+	cargo bench --bench sim
+
+# Every planted flaw against explore: seeds and wall time to the first failure.
+bench-flaws:
+	cargo build --release --features flaws
+	bash benches/flaws.sh
 
 # Linearizability checker against Porcupine (Go) on the same files, one run:
 # quorate's time, Porcupine's and the ratio (Porcupine skipped without `go`).

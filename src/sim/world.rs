@@ -88,6 +88,12 @@ pub(crate) enum Event<M: StateMachine> {
     },
 }
 
+/// How long a client waits before retrying after `NotLeader`: briefly with a
+/// hint, longer without one (an election is under way).
+fn not_leader_backoff(leader: Option<PeerId>) -> Duration {
+    Duration::from_millis(if leader.is_some() { 5 } else { 25 })
+}
+
 /// A node's clock: piecewise linear in virtual time, never going back.
 #[derive(Debug, Clone, Copy)]
 struct Clock {
@@ -1143,7 +1149,7 @@ impl<M: SimMachine> World<M> {
                         self.next_operation_later(client);
                     }
                     ProposalOutcome::Rejected(crate::raft::ProposeError::NotLeader { leader }) => {
-                        retry_at(self, leader, Duration::from_millis(5));
+                        retry_at(self, leader, not_leader_backoff(leader));
                     }
                     ProposalOutcome::Rejected(crate::raft::ProposeError::Busy)
                     | ProposalOutcome::Unknown => {
@@ -1177,7 +1183,7 @@ impl<M: SimMachine> World<M> {
                         self.next_operation_later(client);
                     }
                     Err(QueryError::NotLeader { leader }) => {
-                        retry_at(self, leader, Duration::from_millis(5))
+                        retry_at(self, leader, not_leader_backoff(leader));
                     }
                     Err(QueryError::Timeout | QueryError::Busy) => {
                         retry_at(self, None, Duration::from_millis(20))

@@ -1,0 +1,154 @@
+//! Simulator figures, printed (run with `make bench-sim`):
+//!
+//! 1. simulated events per wall second, 5-node kv cluster, load and swarm faults;
+//! 2. the simulator's overhead: messages per second through the simulator
+//!    (no faults) against the engine-only loop driving the same kv commands;
+//! 3. wall time per simulated event at 5, 11, 51 and 101 nodes;
+//! 4. seeds per second for a 60-simulated-second 5-node run.
+//!
+//! Wall time is read here, in the benchmark, never inside the simulator.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant as WallClock};
+
+use quorate::env::{Instant, TimerKind, derive_entropy};
+use quorate::examples::{KvCmd, KvStore};
+use quorate::raft::{ClientId, Effect, EntryOf, Message, Node, NodeOptions, Proposal, ProposalId};
+use quorate::sim::workload::KvWorkload;
+use quorate::sim::{FaultPreset, RunReport, SimConfig, Simulation};
+use quorate::{GroupConfig, InMemoryLogStore, PeerId, codec};
+
+fn simulate(seed: u64, nodes: u64, faults: FaultPreset, seconds: u64) -> (RunReport, Duration) {
+    let mut config = SimConfig::new(seed);
+    config.nodes = nodes;
+    config.faults = faults;
+    config.duration = Duration::from_secs(seconds);
+    config.quiet_period = Duration::from_secs(seconds / 2 + 1);
+    let start = WallClock::now();
+    let report = Simulation::new(config, KvStore::default, KvWorkload::default()).run();
+    (report, start.elapsed())
+}
+
+/// The engine-only loop of `benches/engine.rs`, with kv appends and the codec
+/// in the loop (as the simulator has it): messages per wall second.
+fn engine_loop_messages_per_second(nodes: u64, commits: u64) -> f64 {
+    type KvNode = Node<KvStore, InMemoryLogStore<EntryOf<KvStore>>>;
+    let config = GroupConfig::with_voter_count(nodes);
+    let mut group: Vec<KvNode> = (1..=nodes)
+        .map(|id| {
+            let rng = derive_entropy(1, &format!("node-{id}"));
+            let storage = InMemoryLogStore::default();
+            Node::new(
+                PeerId(id),
+                config.clone(),
+                NodeOptions::default(),
+                KvStore::default(),
+                storage,
+                rng,
+                Instant::ZERO,
+            )
+            .expect("valid")
+        })
+        .collect();
+    let now = Instant::ZERO + Duration::from_secs(1);
+    let mut queue: VecDeque<(PeerId, PeerId, Vec<u8>)> = VecDeque::new();
+    let mut effects = Vec::new();
+    let mut committed = 0u64;
+    let mut messages = 0u64;
+    let mut flush = |node: &mut KvNode, queue: &mut VecDeque<_>, committed: &mut u64| {
+        node.flush(now, &mut effects).expect("memory storage");
+        for effect in effects.drain(..) {
+            match effect {
+                Effect::Send { to, message } => {
+                    let bytes = codec::seal(&message).expect("encodable");
+                    queue.push_back((node.id(), to, bytes));
+                }
+                Effect::ProposalOutcome { .. } => *committed += 1,
+                _ => {}
+            }
+        }
+    };
+    group[0].on_timer(now, TimerKind::Election);
+    flush(&mut group[0], &mut queue, &mut committed);
+    let start = WallClock::now();
+    let mut sequence = 0;
+    while committed < commits {
+        sequence += 1;
+        let command = KvCmd::Append {
+            key: (sequence % 10).to_string(),
+            value: format!("1.{sequence} "),
+        };
+        let id = ProposalId {
+            client: ClientId(1),
+            sequence,
+        };
+        group[0].propose(
+            now,
+            Proposal {
+                id,
+                command,
+                settled_below: sequence,
+            },
+        );
+        flush(&mut group[0], &mut queue, &mut committed);
+        while let Some((from, to, bytes)) = queue.pop_front() {
+            messages += 1;
+            let message: Message<KvCmd> = codec::unseal(&bytes).expect("decodable");
+            let node = &mut group[(to.0 - 1) as usize];
+            node.on_message(now, from, message);
+            flush(node, &mut queue, &mut committed);
+        }
+    }
+    messages as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    // 1. Events per second under load and swarm faults.
+    let mut events = 0u64;
+    let mut wall = Duration::ZERO;
+    for seed in 0..10 {
+        let (report, elapsed) = simulate(seed, 5, FaultPreset::Swarm, 20);
+        assert!(report.passed(), "{}", report.failure_text());
+        events += report.stats.events;
+        wall += elapsed;
+    }
+    let events_per_second = events as f64 / wall.as_secs_f64();
+    println!(
+        "1. 5-node kv, swarm faults: {events_per_second:.0} simulated events per wall second (10 seeds)"
+    );
+
+    // 2. Overhead against the engine-only loop.
+    let (report, elapsed) = simulate(100, 5, FaultPreset::None, 20);
+    let sim_messages = report.stats.messages_delivered as f64 / elapsed.as_secs_f64();
+    let engine_messages = engine_loop_messages_per_second(5, 20_000);
+    println!(
+        "2. messages per wall second: simulator {sim_messages:.0}, engine-only loop {engine_messages:.0}: overhead {:.2}x",
+        engine_messages / sim_messages
+    );
+
+    // 3. Per-event cost as the group grows.
+    println!("3. wall time per simulated event, no faults:");
+    let mut base = None;
+    for nodes in [5, 11, 51, 101] {
+        let seconds = if nodes > 50 { 4 } else { 10 };
+        let (report, elapsed) = simulate(200 + nodes, nodes, FaultPreset::None, seconds);
+        let nanos = elapsed.as_nanos() as f64 / report.stats.events as f64;
+        let ratio = nanos / *base.get_or_insert(nanos);
+        println!(
+            "   {nodes:>3} nodes: {nanos:>7.0} ns/event ({:.2}x the 5-node cost, {} events)",
+            ratio, report.stats.events
+        );
+    }
+
+    // 4. Seeds per second for a 60-simulated-second 5-node run.
+    let start = WallClock::now();
+    let seeds = 10;
+    for seed in 0..seeds {
+        let (report, _) = simulate(300 + seed, 5, FaultPreset::Swarm, 60);
+        assert!(report.passed(), "{}", report.failure_text());
+    }
+    println!(
+        "4. 60-simulated-second 5-node swarm runs: {:.2} seeds per wall second",
+        seeds as f64 / start.elapsed().as_secs_f64()
+    );
+}
