@@ -190,7 +190,7 @@ fn check_per_key(history: &KvHistory) -> Verdict {
     for operation in &history.operations {
         let key = match &operation.input {
             MachineInput::Command(command) => command.key(),
-            MachineInput::Query(KvQuery::Get { key }) => key.as_str(),
+            MachineInput::Query(query) => query.key().unwrap_or_default(),
         };
         by_key.entry(key).or_default().push(operation.clone());
     }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use quorate::bond::{HandshakeFrame, PROTOCOL_VERSION, Refusal, WireFrame};
-use quorate::examples::{KvCmd, KvQuery, KvStore};
+use quorate::examples::{KvCmd, KvQuery, KvResult, KvStore};
 use quorate::raft::{GroupConfig, NodeOptions};
 use quorate::runtime::{
     Backoff, FileLogOptions, FileLogStore, Group, GroupError, RuntimeConfig, frame,
@@ -17,7 +17,7 @@ use quorate::runtime::{
 use quorate::{
     Consistency, GroupIdInput, GroupIdInputs, GroupKey, PeerId, StateMachine, StateSync, UniqueId,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 const KEY: &str = "cluster test key";
@@ -325,6 +325,138 @@ async fn a_restarted_node_recovers_its_log_and_catches_up() {
     }
 }
 
+/// `INCR key` as `quorate node` runs it: an increment under a fresh tag, then a
+/// strong read of the result recorded under that tag.
+async fn tagged_increment(group: &Group<KvStore>, key: &str) -> i64 {
+    let tag = group.request_tag();
+    let command = KvCmd::Increment {
+        key: key.into(),
+        by: 1,
+        tag: Some(tag),
+    };
+    group.execute(command).await.expect("increment applied");
+    let answer = group
+        .query(KvQuery::Result { tag }, Consistency::Strong)
+        .await
+        .expect("result read");
+    let text = answer.result.expect("result recorded");
+    match KvResult::decode(&text) {
+        Some(KvResult::Integer(value)) => value,
+        other => panic!("increment refused: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_increments_of_one_key_each_get_their_own_value() {
+    let cluster = Cluster::start("increments", 3).await;
+    let leader = cluster.leader().await;
+    let group = &cluster.groups[&leader];
+    // Both are proposed before either is applied, so a read of the key after
+    // each would answer 2 twice.
+    let (first, second) = tokio::join!(
+        tagged_increment(group, "counter"),
+        tagged_increment(group, "counter")
+    );
+    let mut values = [first, second];
+    values.sort_unstable();
+    assert_eq!(values, [1, 2]);
+
+    // Many at once through every node, followers included.
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        for id in 1..=3u64 {
+            let group = cluster.group(id).clone();
+            tasks.push(tokio::spawn(async move {
+                tagged_increment(&group, "counter").await
+            }));
+        }
+    }
+    let mut values = Vec::new();
+    for task in tasks {
+        values.push(task.await.unwrap());
+    }
+    values.sort_unstable();
+    assert_eq!(values, (3..=20).collect::<Vec<i64>>());
+    assert_eq!(
+        get(group, "counter", Consistency::Strong).await.as_deref(),
+        Some("20")
+    );
+}
+
+/// Sends one RESP command on a new connection; returns the reply's first line.
+async fn resp_call(address: SocketAddr, arguments: &[&str]) -> String {
+    let stream = TcpStream::connect(address).await.unwrap();
+    let mut stream = BufReader::new(stream);
+    let mut request = format!("*{}\r\n", arguments.len());
+    for argument in arguments {
+        request.push_str(&format!("${}\r\n{argument}\r\n", argument.len()));
+    }
+    stream
+        .get_mut()
+        .write_all(request.as_bytes())
+        .await
+        .unwrap();
+    let mut line = String::new();
+    stream.read_line(&mut line).await.unwrap();
+    line.trim_end().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resp_incr_and_del_replies_are_exact_under_concurrent_writes() {
+    let cluster = Cluster::start("resp-exact", 3).await;
+    let mut ports = Vec::new();
+    for group in cluster.groups.values() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        ports.push(listener.local_addr().unwrap());
+        tokio::spawn(quorate::runtime::resp::serve(listener, group.clone()));
+    }
+    cluster.leader().await;
+
+    let mut calls = Vec::new();
+    for n in 0..12 {
+        let address = ports[n % ports.len()];
+        calls.push(tokio::spawn(async move {
+            resp_call(address, &["INCR", "hits"]).await
+        }));
+    }
+    let mut replies = Vec::new();
+    for call in calls {
+        replies.push(call.await.unwrap());
+    }
+    replies.sort_by_key(|reply| reply.trim_start_matches(':').parse::<i64>().ok());
+    let expected: Vec<String> = (1..=12).map(|n| format!(":{n}")).collect();
+    assert_eq!(replies, expected);
+
+    // Two concurrent DELs of one key: exactly one of them removed it.
+    assert_eq!(resp_call(ports[0], &["SET", "doomed", "x"]).await, "+OK");
+    let (a, b) = tokio::join!(
+        resp_call(ports[1], &["DEL", "doomed", "absent"]),
+        resp_call(ports[2], &["DEL", "doomed"])
+    );
+    let mut replies = [a, b];
+    replies.sort();
+    assert_eq!(replies, [":0", ":1"]);
+    assert_eq!(resp_call(ports[0], &["EXISTS", "doomed"]).await, ":0");
+    assert_eq!(resp_call(ports[0], &["DEL", "hits", "hits"]).await, ":1");
+
+    // Refused increments leave the value alone and say why.
+    assert_eq!(resp_call(ports[1], &["SET", "word", "text"]).await, "+OK");
+    assert_eq!(
+        resp_call(ports[1], &["INCR", "word"]).await,
+        "-ERR value is not an integer or out of range"
+    );
+    let max = i64::MAX.to_string();
+    assert_eq!(resp_call(ports[2], &["SET", "max", &max]).await, "+OK");
+    assert_eq!(
+        resp_call(ports[2], &["INCR", "max"]).await,
+        "-ERR increment or decrement would overflow"
+    );
+    assert_eq!(
+        resp_call(ports[0], &["GET", "max"]).await,
+        format!("${}", max.len())
+    );
+}
+
 /// Whether the peer closes the connection within a second.
 async fn closed_by_peer(stream: &mut TcpStream) -> bool {
     let mut buffer = [0u8; 4096];
@@ -477,7 +609,7 @@ async fn a_wrong_key_is_refused_and_learns_nothing() {
 async fn a_mismatched_signature_is_refused_named_and_logged_once() {
     let cluster = Cluster::start("signature", 3).await;
     let key = GroupKey::from_secret(KEY);
-    let inputs = kv_inputs(&key, UniqueId::from("kv_store_v2"));
+    let inputs = kv_inputs(&key, UniqueId::from("kv_store_v1"));
     for attempt in 1..=2u64 {
         let frames = fake_peer(
             cluster.addresses[&PeerId(3)],

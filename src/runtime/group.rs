@@ -12,6 +12,7 @@ use tokio::time::Instant as TokioInstant;
 use super::net::{BondFailure, BondLog};
 use super::node::{QueryReply, Request};
 use crate::codec::{self, EncodeError};
+use crate::env::{Entropy, entropy_from_seed};
 use crate::id::PeerId;
 use crate::log::{Cursor, Index, Term};
 use crate::machine::StateMachine;
@@ -112,6 +113,9 @@ pub(crate) struct ClientState {
     next_sequence: AtomicU64,
     /// Sequences without an outcome yet; the lowest bounds `settled_below`.
     in_flight: Mutex<BTreeSet<u64>>,
+    /// The stream of [`Group::request_tag`], derived from the same seed as the
+    /// client id (so a simulated run replays) but independent of it.
+    tags: Mutex<Entropy>,
 }
 
 impl ClientState {
@@ -122,7 +126,16 @@ impl ClientState {
             id: ClientId(u64::from_le_bytes(id)),
             next_sequence: AtomicU64::new(1),
             in_flight: Mutex::new(BTreeSet::new()),
+            tags: Mutex::new(entropy_from_seed(blake3::derive_key(
+                "quorate 2026 group request tags v1",
+                &seed,
+            ))),
         }
+    }
+
+    fn next_tag(&self) -> u64 {
+        let mut tags = self.tags.lock().unwrap_or_else(|e| e.into_inner());
+        rand_core::Rng::next_u64(&mut *tags)
     }
 
     /// A new proposal id, registered as in flight; returns it with the
@@ -229,6 +242,15 @@ impl<M: StateMachine> Group<M> {
             timeout,
             ..self.clone()
         }
+    }
+
+    /// A fresh random `u64` from this handle's entropy, one per request, for
+    /// commands that record their result under a tag (such as
+    /// [`KvCmd`](crate::examples::KvCmd)'s `Increment` and `Delete`). Clones
+    /// share the stream, so two draws never repeat one another except by a
+    /// 64-bit coincidence.
+    pub fn request_tag(&self) -> u64 {
+        self.client.next_tag()
     }
 
     /// The timeout of this handle's calls.

@@ -2,11 +2,15 @@
 //! `redis-benchmark`: `PING`, `GET` (a strong read), `SET`, `DEL`, `INCR`,
 //! `EXISTS`; every other command is answered with an error.
 //!
-//! The machine's commands return no values, so `DEL`, `INCR` and `EXISTS` read
-//! with a strong query around their write: under concurrent writes to the same
-//! key, `DEL`'s count and `INCR`'s reply may reflect a neighbour's write too.
-//! Each connection runs its commands in order; pipelined requests are answered
-//! with one write per batch.
+//! The machine's commands return no values, so `DEL` and `INCR` propose their
+//! command with a fresh random tag ([`Group::request_tag`]); the store records
+//! that command's own result under the tag as part of the replicated state, and
+//! a strong [`KvQuery::Result`] reads it back once the command is applied. The
+//! reply is exact under concurrent writes to the same key: two concurrent
+//! `INCR`s answer 1 and 2, and only one of two concurrent `DEL`s of a key
+//! counts it. `EXISTS` and `GET` are strong reads. A `DEL` of several keys is
+//! one command per key, in order (not atomic). Each connection runs its
+//! commands in order; pipelined requests are answered with one write per batch.
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,7 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWrit
 use tokio::net::{TcpListener, TcpStream};
 
 use super::group::{Group, GroupError};
-use crate::examples::{KvCmd, KvQuery, KvStore};
+use crate::examples::{KvCmd, KvQuery, KvResult, KvStore};
 use crate::raft::Consistency;
 
 /// The longest line (a command's header or an inline command).
@@ -195,6 +199,32 @@ async fn strong_get(group: &Group<KvStore>, key: &str) -> Result<Option<String>,
         .map_err(|error| group_error(&error))
 }
 
+/// Executes the command `command(tag)` under a fresh tag and returns the result
+/// the store recorded for it.
+///
+/// Once the command is applied, a failure to read its result is an error that
+/// says the write happened, never `TRYAGAIN`: running it again would apply it
+/// twice.
+async fn execute_tagged(
+    group: &Group<KvStore>,
+    command: impl FnOnce(Option<u64>) -> KvCmd,
+) -> Result<KvResult, Vec<u8>> {
+    let tag = group.request_tag();
+    group
+        .execute(command(Some(tag)))
+        .await
+        .map_err(|error| group_error(&error))?;
+    let answer = group
+        .query(KvQuery::Result { tag }, Consistency::Strong)
+        .await
+        .map_err(|error| error_reply(&format!("applied, but its result is unknown: {error}")))?;
+    answer
+        .result
+        .as_deref()
+        .and_then(KvResult::decode)
+        .ok_or_else(|| error_reply("applied, but its result was evicted before it was read"))
+}
+
 /// Runs one command and returns its reply.
 async fn execute(group: &Group<KvStore>, arguments: &[Vec<u8>]) -> Vec<u8> {
     match run(group, arguments).await {
@@ -237,16 +267,16 @@ async fn run(group: &Group<KvStore>, arguments: &[Vec<u8>]) -> Result<Vec<u8>, V
             if arguments.is_empty() {
                 return Err(wrong_arity());
             }
-            let mut removed = 0;
-            for key in arguments {
-                let key = text(key)?;
-                if strong_get(group, &key).await?.is_some() {
-                    removed += 1;
+            let keys = arguments
+                .iter()
+                .map(|key| text(key))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut removed: i64 = 0;
+            for key in keys {
+                match execute_tagged(group, |tag| KvCmd::Delete { key, tag }).await? {
+                    KvResult::Integer(count) => removed += count,
+                    other => return Err(error_reply(&format!("unexpected result {other:?}"))),
                 }
-                group
-                    .execute(KvCmd::Delete { key })
-                    .await
-                    .map_err(|e| group_error(&e))?;
             }
             Ok(integer(removed))
         }
@@ -267,20 +297,13 @@ async fn run(group: &Group<KvStore>, arguments: &[Vec<u8>]) -> Result<Vec<u8>, V
                 return Err(wrong_arity());
             };
             let key = text(key)?;
-            if let Some(value) = strong_get(group, &key).await?
-                && value.parse::<i64>().is_err()
-            {
-                return Err(error_reply("value is not an integer or out of range"));
-            }
-            let command = KvCmd::Increment {
-                key: key.clone(),
-                by: 1,
-            };
-            group.execute(command).await.map_err(|e| group_error(&e))?;
-            let value = strong_get(group, &key).await?;
-            match value.and_then(|value| value.parse::<i64>().ok()) {
-                Some(value) => Ok(integer(value)),
-                None => Err(error_reply("value is not an integer or out of range")),
+            let command = |tag| KvCmd::Increment { key, by: 1, tag };
+            match execute_tagged(group, command).await? {
+                KvResult::Integer(value) => Ok(integer(value)),
+                KvResult::NotAnInteger => {
+                    Err(error_reply("value is not an integer or out of range"))
+                }
+                KvResult::Overflow => Err(error_reply("increment or decrement would overflow")),
             }
         }
         _ => Err(error_reply(&format!("unknown command '{name}'"))),

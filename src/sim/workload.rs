@@ -203,8 +203,6 @@ impl Workload<KvStore> for KvWorkload {
     }
 
     fn key_of_query(&self, query: &KvQuery) -> Option<u64> {
-        match query {
-            KvQuery::Get { key } => key.parse().ok(),
-        }
+        query.key()?.parse().ok()
     }
 }
