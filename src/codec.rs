@@ -140,10 +140,10 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
 }
 
 /// Bytes of checksum [`seal`] appends.
-pub const SEAL_BYTES: usize = 8;
+pub const SEAL_BYTES: usize = 4;
 
-/// Encodes `value` and appends a checksum (the first [`SEAL_BYTES`] of its blake3
-/// hash), for transports that do not detect corruption themselves.
+/// Encodes `value` and appends a checksum (CRC32C, little-endian), for
+/// transports that do not detect corruption themselves.
 ///
 /// # Errors
 ///
@@ -151,8 +151,8 @@ pub const SEAL_BYTES: usize = 8;
 pub fn seal<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError> {
     let mut buffer = Vec::new();
     encode_into(value, &mut buffer)?;
-    let checksum = blake3::hash(&buffer);
-    buffer.extend_from_slice(&checksum.as_bytes()[..SEAL_BYTES]);
+    let checksum = crc32c::crc32c(&buffer);
+    buffer.extend_from_slice(&checksum.to_le_bytes());
     Ok(buffer)
 }
 
@@ -166,7 +166,7 @@ pub fn unseal<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
         return Err(DecodeError::Truncated);
     }
     let (payload, checksum) = bytes.split_at(bytes.len() - SEAL_BYTES);
-    if blake3::hash(payload).as_bytes()[..SEAL_BYTES] != *checksum {
+    if crc32c::crc32c(payload).to_le_bytes()[..] != *checksum {
         return Err(DecodeError::Checksum);
     }
     decode(payload)

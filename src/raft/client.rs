@@ -162,6 +162,7 @@ where
             requester,
         };
         state.reads.push(read);
+        state.due_all = true;
         for progress in state.progress.values_mut() {
             progress.contact_due = true;
         }

@@ -1,7 +1,7 @@
 //! Terms, pre-votes, votes and role changes (§5.2, §5.4.1; pre-vote and the
 //! disruptive-server rule from §9.6 of Ongaro's thesis).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::message::{ConflictHint, Message};
 use super::node::{EntryOf, Flaw, LeaderState, Node, Progress, Role};
@@ -268,6 +268,9 @@ where
             read_round: 0,
             reads: Vec::new(),
             since: now,
+            due_all: true,
+            due_peers: BTreeSet::new(),
+            commit_due: true,
         });
         self.heartbeat_deadline = Some(now + self.config.heartbeat_interval);
         tracing::debug!(node = %self.id, %term, "became leader");
@@ -350,6 +353,7 @@ where
             self.become_follower(now, term, None);
             return;
         }
+        state.due_all = true;
         for progress in state.progress.values_mut() {
             progress.contact_due = true;
             let in_flight = progress.next_index > progress.match_index.next();

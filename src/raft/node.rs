@@ -127,6 +127,13 @@ pub(super) struct LeaderState {
     pub reads: Vec<LeaderRead>,
     /// When this node became leader.
     pub since: Instant,
+    /// Every follower may need a message at the next flush (new entries, a
+    /// heartbeat, a read round, a new commit index).
+    pub due_all: bool,
+    /// Followers that may need a message at the next flush (they answered).
+    pub due_peers: BTreeSet<PeerId>,
+    /// A match index or the leader's own log moved: the commit index may too.
+    pub commit_due: bool,
 }
 
 /// Where a query stands.
@@ -497,6 +504,9 @@ where
         self.synced_last = self.last_log.index();
         if self.role == Role::Leader {
             // Counts this node's own just-synced entries (all a single voter needs).
+            if let Some(state) = self.leader_state.as_mut() {
+                state.commit_due = true;
+            }
             self.advance_commit();
             self.confirm_reads();
         }

@@ -58,6 +58,10 @@ where
             }
         }
         self.mark_dirty();
+        if let Some(state) = self.leader_state.as_mut() {
+            state.due_all = true;
+            state.commit_due = true;
+        }
     }
 
     /// Sends each follower what it lacks: entries within its in-flight window, a
@@ -65,7 +69,16 @@ where
     /// when one is due or the commit index moved.
     pub(super) fn replicate(&mut self, _now: Instant) {
         let log_start = *self.storage.available().start();
-        let peers: Vec<PeerId> = self.peers().collect();
+        let state = self
+            .leader_state
+            .as_mut()
+            .expect("only a leader replicates");
+        let due_peers = core::mem::take(&mut state.due_peers);
+        let peers: Vec<PeerId> = if core::mem::take(&mut state.due_all) {
+            self.peers().collect()
+        } else {
+            due_peers.into_iter().collect()
+        };
         for peer in peers {
             self.replicate_to(peer, log_start);
         }
@@ -336,6 +349,7 @@ where
         let Some(progress) = state.progress.get_mut(&from) else {
             return;
         };
+        state.due_peers.insert(from);
         progress.last_heard = Some(now);
         progress.acked_round = progress.acked_round.max(read_round.min(state.read_round));
         match (result, rewind) {
@@ -343,6 +357,7 @@ where
                 let match_index = match_index.min(last);
                 if match_index > progress.match_index {
                     progress.match_index = match_index;
+                    state.commit_due = true;
                 }
                 if progress.next_index <= progress.match_index {
                     progress.next_index = progress.match_index.next();
@@ -388,15 +403,19 @@ where
     /// leader counts itself for the entries it has synced. Returns whether the
     /// commit index moved.
     pub(super) fn advance_commit(&mut self) -> bool {
-        let Some(state) = &self.leader_state else {
+        let synced = self.synced_index();
+        let Some(state) = self.leader_state.as_mut() else {
             return false;
         };
+        if !core::mem::take(&mut state.commit_due) {
+            return false;
+        }
         let mut matched: Vec<Index> = state
             .progress
             .values()
             .map(|progress| progress.match_index)
             .collect();
-        matched.push(self.synced_index());
+        matched.push(synced);
         let quorum = self.quorum().min(matched.len());
         let candidate = quorum_match_index(&mut matched, quorum);
         if candidate <= self.commit_index {
@@ -407,6 +426,10 @@ where
             return false;
         }
         self.commit_index = candidate;
+        // Followers learn the new commit index at once.
+        if let Some(state) = self.leader_state.as_mut() {
+            state.due_all = true;
+        }
         true
     }
 
@@ -423,8 +446,8 @@ where
 /// The highest index held by at least `quorum` of the `matched` indexes.
 pub(crate) fn quorum_match_index(matched: &mut [Index], quorum: usize) -> Index {
     debug_assert!(quorum >= 1 && quorum <= matched.len());
-    matched.sort_unstable_by(|a, b| b.cmp(a));
-    matched[quorum - 1]
+    let (_, nth, _) = matched.select_nth_unstable_by(quorum - 1, |a, b| b.cmp(a));
+    *nth
 }
 
 #[cfg(test)]

@@ -6,28 +6,29 @@ use std::collections::BinaryHeap;
 
 use crate::env::Instant;
 
-/// An event with its place in the order.
-struct Scheduled<E> {
+/// An event's place in the order; the event itself waits in a slot, so the heap
+/// moves only these 24 bytes.
+struct Key {
     time: Instant,
     sequence: u64,
-    event: E,
+    slot: u32,
 }
 
-impl<E> PartialEq for Scheduled<E> {
+impl PartialEq for Key {
     fn eq(&self, other: &Self) -> bool {
         self.sequence == other.sequence
     }
 }
 
-impl<E> Eq for Scheduled<E> {}
+impl Eq for Key {}
 
-impl<E> PartialOrd for Scheduled<E> {
+impl PartialOrd for Key {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl<E> Ord for Scheduled<E> {
+impl Ord for Key {
     /// Reversed, so the max-heap pops the earliest event first.
     fn cmp(&self, other: &Self) -> Ordering {
         (other.time, other.sequence).cmp(&(self.time, self.sequence))
@@ -37,7 +38,9 @@ impl<E> Ord for Scheduled<E> {
 /// A priority queue of events by time; events at equal times pop in the order
 /// they were pushed.
 pub(crate) struct EventQueue<E> {
-    heap: BinaryHeap<Scheduled<E>>,
+    heap: BinaryHeap<Key>,
+    slots: Vec<Option<E>>,
+    free: Vec<u32>,
     sequence: u64,
 }
 
@@ -45,23 +48,38 @@ impl<E> EventQueue<E> {
     pub(crate) fn new() -> Self {
         Self {
             heap: BinaryHeap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
             sequence: 0,
         }
     }
 
     pub(crate) fn push(&mut self, time: Instant, event: E) {
         self.sequence += 1;
-        self.heap.push(Scheduled {
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(event);
+                slot
+            }
+            None => {
+                self.slots.push(Some(event));
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 pending events")
+            }
+        };
+        self.heap.push(Key {
             time,
             sequence: self.sequence,
-            event,
+            slot,
         });
     }
 
     pub(crate) fn pop(&mut self) -> Option<(Instant, E)> {
-        self.heap
-            .pop()
-            .map(|scheduled| (scheduled.time, scheduled.event))
+        let key = self.heap.pop()?;
+        let event = self.slots[key.slot as usize]
+            .take()
+            .expect("a queued slot holds its event");
+        self.free.push(key.slot);
+        Some((key.time, event))
     }
 }
 
