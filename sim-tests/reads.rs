@@ -17,6 +17,10 @@ fn weak_and_strong_reads_hold_their_guarantees() {
         config.weak_read_per_mille = 500;
         Simulation::new(config, KvStore::default, KvWorkload::default())
     });
+    // A campaign (not a one-seed replay) must have done real work.
     let operations: usize = reports.iter().map(|report| report.operations.1).sum();
-    assert!(operations > 3000, "too few reads and writes: {operations}");
+    assert!(
+        reports.len() < 10 || operations > 50 * reports.len(),
+        "too few reads and writes: {operations}"
+    );
 }

@@ -42,6 +42,9 @@ pub(crate) struct Invariants {
     chains: BTreeMap<(Index, Term), u64>,
     /// Chain hashes of the committed log.
     committed: Vec<u64>,
+    /// For each committed index, the term of the node that first reported it
+    /// committed: it was committed in that term or earlier.
+    committed_by_term: Vec<Term>,
     mirrors: BTreeMap<PeerId, Mirror>,
 }
 
@@ -108,7 +111,10 @@ impl Invariants {
         } else if commit > known {
             for index in known.0 + 1..=commit.0 {
                 match mirror.chain_at(Index(index)) {
-                    Some(chain) => self.committed.push(chain),
+                    Some(chain) => {
+                        self.committed.push(chain);
+                        self.committed_by_term.push(status.term);
+                    }
                     None => {
                         violations.push(format!("{node} commits {index} it does not hold"));
                         break;
@@ -116,9 +122,15 @@ impl Invariants {
                 }
             }
         }
-        // Leader completeness: a new leader holds everything committed.
+        // Leader completeness (§5.4): a leader of term T holds every entry
+        // committed in a term before T. (A node can win an election of an old
+        // term late, after a later term committed more; those it need not hold.)
         if became_leader {
-            let committed = Index(self.committed.len() as u64);
+            let committed = self
+                .committed_by_term
+                .iter()
+                .rposition(|term| *term < status.term)
+                .map_or(Index::ZERO, |position| Index(position as u64 + 1));
             if !committed.is_zero()
                 && mirror.chain_at(committed) != Some(self.committed[committed.0 as usize - 1])
             {
