@@ -17,6 +17,9 @@ fn committed_entries_survive_crashes_and_restarts() {
             RegisterWorkload,
         )
     });
+    if reports.len() < 10 {
+        return; // a replay of a few seeds: their own checks are what counts
+    }
     let faults: u64 = reports
         .iter()
         .map(|report| report.stats.faults_injected)
@@ -27,7 +30,7 @@ fn committed_entries_survive_crashes_and_restarts() {
     );
     let completed: usize = reports.iter().map(|report| report.operations.1).sum();
     assert!(
-        completed > 1000,
+        completed > 20 * reports.len(),
         "the clients got little done: {completed} operations"
     );
 }

