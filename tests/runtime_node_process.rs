@@ -1,11 +1,14 @@
 //! Real `quorate node` processes driven by stock `redis-cli`: writes through
 //! every node, a node killed and restarted from its data directory. Skipped,
 //! saying so, when `redis-cli` is not installed (`make install-redis-tools`).
+//! A node stopped by SIGINT or SIGTERM exits 0 and keeps its writes (a raw
+//! RESP client, so that test always runs).
 #![cfg(feature = "tokio")]
 
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 struct Node {
@@ -174,4 +177,100 @@ fn redis_cli_drives_three_node_processes_through_a_restart() {
     assert_eq!(cluster.redis(0, &["GET", "while-down"]), "yes");
     assert_eq!(cluster.redis(0, &["GET", "key0"]), "value0");
     assert_eq!(cluster.redis(0, &["EXISTS", "key2"]), "0");
+}
+
+/// Sends one RESP command to `port`; the reply's first line, or `None` if the
+/// node is not answering yet.
+fn resp_call(port: u16, arguments: &[&str]) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut request = format!("*{}\r\n", arguments.len());
+    for argument in arguments {
+        request.push_str(&format!("${}\r\n{argument}\r\n", argument.len()));
+    }
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    if arguments[0] == "GET" && line.starts_with('$') && !line.starts_with("$-1") {
+        line.clear();
+        reader.read_line(&mut line).ok()?;
+    }
+    Some(line.trim_end().to_owned())
+}
+
+/// Retries `resp_call` until it answers `expected` (or 10 s pass).
+fn resp_until(port: u16, arguments: &[&str], expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = resp_call(port, arguments);
+        if answer.as_deref() == Some(expected) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{arguments:?} answered {answer:?}, not {expected:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_for_exit(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().expect("waits") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node did not exit on a signal"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigint_and_sigterm_stop_a_node_cleanly_and_its_writes_survive() {
+    let data = std::env::temp_dir().join(format!("quorate-signals-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let bond_port = free_port();
+    let resp_port = free_port();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_quorate"))
+            .args(["node", "--id", "1", "--key", "signal test"])
+            .args(["--listen", &format!("127.0.0.1:{bond_port}")])
+            .args(["--resp", &format!("127.0.0.1:{resp_port}")])
+            .args(["--data", &data.display().to_string()])
+            .args(["--heartbeat-ms", "20", "--election-min-ms", "100"])
+            .args(["--election-max-ms", "200"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("quorate node starts")
+    };
+    for (round, signal) in ["-INT", "-TERM"].into_iter().enumerate() {
+        let mut node = Node { child: spawn() };
+        let key = format!("key{round}");
+        resp_until(resp_port, &["SET", &key, "kept"], "+OK");
+        // Every earlier round's write came back from the data directory.
+        for earlier in 0..round {
+            resp_until(resp_port, &["GET", &format!("key{earlier}")], "kept");
+        }
+        let killed = Command::new("kill")
+            .args([signal, &node.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(killed.success());
+        let status = wait_for_exit(&mut node.child);
+        assert!(status.success(), "kill {signal}: exited with {status}");
+        assert!(
+            resp_call(resp_port, &["PING"]).is_none(),
+            "the RESP port is closed"
+        );
+    }
+    let node = Node { child: spawn() };
+    resp_until(resp_port, &["GET", "key0"], "kept");
+    resp_until(resp_port, &["GET", "key1"], "kept");
+    drop(node);
+    let _ = std::fs::remove_dir_all(&data);
 }

@@ -5,11 +5,17 @@
 //! quorate node --id 1 --listen 127.0.0.1:7001 --resp 127.0.0.1:6381 \
 //!     --peer 2=127.0.0.1:7002 --peer 3=127.0.0.1:7003 --key s3cret --data /tmp/q1
 //! ```
+//!
+//! SIGINT or SIGTERM stops it cleanly: the RESP port stops accepting, the node
+//! task finishes the flush it is in (so every acknowledged write is on disk)
+//! and stops, and the process exits with status 0.
 
 use core::time::Duration;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+
+use tokio::net::TcpListener;
 
 use super::file_log::{FileLogOptions, FileLogStore};
 use super::node::{RuntimeConfig, start};
@@ -69,7 +75,12 @@ fn parse_peer(text: &str) -> Result<(u64, SocketAddr), String> {
     Ok((id, address))
 }
 
-/// Runs the node until the process is killed; returns the exit status.
+/// How long the runtime may take to wind down its remaining tasks (open RESP
+/// connections, bonds) once the node task has stopped.
+#[cfg_attr(madsim, allow(dead_code))]
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs the node until SIGINT or SIGTERM (status 0) or a failure (status 1).
 pub fn run(args: &NodeArgs) -> u8 {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -87,13 +98,46 @@ pub fn run(args: &NodeArgs) -> u8 {
             return 1;
         }
     };
-    match runtime.block_on(serve(args)) {
+    let result = runtime.block_on(serve(args));
+    // madsim's runtime has no `shutdown_timeout`.
+    #[cfg(not(madsim))]
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    #[cfg(madsim)]
+    drop(runtime);
+    match result {
         Ok(()) => 0,
         Err(message) => {
             eprintln!("quorate node: {message}");
             1
         }
     }
+}
+
+/// Resolves with the signal's name at the first SIGINT or SIGTERM. The
+/// handlers are installed when this is called, so a signal that arrives while
+/// the node starts is not lost.
+#[cfg(all(unix, not(madsim)))]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = &'static str>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        }
+    })
+}
+
+/// Resolves at the first Ctrl-C (madsim simulates only that signal).
+#[cfg(any(not(unix), madsim))]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = &'static str>> {
+    Ok(async {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => "Ctrl-C",
+            Err(_) => core::future::pending().await,
+        }
+    })
 }
 
 async fn serve(args: &NodeArgs) -> Result<(), String> {
@@ -115,12 +159,26 @@ async fn serve(args: &NodeArgs) -> Result<(), String> {
         fsync: !args.no_fsync,
         ..FileLogOptions::default()
     };
+    let shutdown = shutdown_signal().map_err(|error| format!("signal handlers: {error}"))?;
     let storage = FileLogStore::open(&args.data, options).map_err(|error| error.to_string())?;
     let group = start(config, args.listen, KvStore::default(), storage)
         .await
         .map_err(|error| error.to_string())?;
+    let listener = match TcpListener::bind(args.resp).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            group.terminate().await;
+            return Err(format!("RESP port {}: {error}", args.resp));
+        }
+    };
     tracing::info!(node = %id, listen = %args.listen, resp = %args.resp, "node started");
-    resp::listen(args.resp, group)
-        .await
-        .map_err(|error| format!("RESP port {}: {error}", args.resp))
+    // `serve` never returns; dropping it on a signal closes the RESP listener.
+    let signal = tokio::select! {
+        () = resp::serve(listener, group.clone()) => "the RESP server stopping",
+        signal = shutdown => signal,
+    };
+    tracing::info!(node = %id, "{signal}: shutting down");
+    group.terminate().await;
+    tracing::info!(node = %id, "node stopped");
+    Ok(())
 }
