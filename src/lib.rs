@@ -65,6 +65,7 @@
 #![warn(missing_docs)]
 
 pub mod bond;
+pub mod campaign;
 pub mod check;
 pub mod codec;
 pub mod env;

@@ -4,14 +4,18 @@
 //! * `explore`: a simulation campaign over many seeds (see
 //!   [`quorate::sim::cli`]);
 //! * `replay`: one seed, with its readable trace;
+//! * `merge`: the JSON summaries of a sharded campaign as one report (see
+//!   [`quorate::campaign`]);
 //! * `check`: linearizability of recorded histories (see
 //!   [`quorate::check::cli`]);
 //! * `node` (feature `tokio`): a replicated key-value node with a Redis port.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+use quorate::campaign::{MergeArgs, run_merge};
 use quorate::check::cli::{CheckArgs, run_check};
 use quorate::sim::cli::{ExploreArgs, ReplayArgs, run_explore, run_replay};
 
@@ -29,6 +33,8 @@ enum Command {
     Explore(ExploreArgs),
     /// Run one seed and print its trace.
     Replay(ReplayArgs),
+    /// Combine the JSON summaries of a sharded campaign into one report.
+    Merge(MergeArgs),
     /// Check recorded histories for linearizability.
     Check(CheckArgs),
     /// Run the built-in key-value store as a replicated node with a Redis port.
@@ -52,7 +58,14 @@ fn main() -> ExitCode {
     let status = match &cli.command {
         #[cfg(feature = "tokio")]
         Command::Node(args) => i32::from(quorate::runtime::node_cli::run(args)),
-        Command::Explore(args) => run_explore(args, &clock, &mut std::io::stdout()),
+        Command::Explore(args) => run_explore(
+            args,
+            &clock,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+            std::io::stderr().is_terminal(),
+        ),
+        Command::Merge(args) => run_merge(args, &mut std::io::stdout(), &mut std::io::stderr()),
         Command::Replay(args) => run_replay(args, &mut std::io::stdout()),
         Command::Check(args) => {
             run_check(args, &clock, &mut std::io::stdout(), &mut std::io::stderr())

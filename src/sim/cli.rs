@@ -4,31 +4,38 @@
 //! quorate explore [--seeds A..B] [--nodes N] [--workload counter|register|kv]
 //!                 [--faults none|network|partitions|crashes|pauses|mismatch|all|swarm]
 //!                 [--duration SECS] [--quiet SECS]
-//! quorate replay  --seed N [same options]
+//!                 [--jobs N] [--shard I/N] [--summary FILE]
+//! quorate replay  --seed N [same options] [--history FILE]
 //! ```
 //!
-//! `explore` runs a campaign and prints a summary: seeds run, every failure with
-//! the command that reproduces it, simulated events per wall second and
-//! simulated time over wall time. Exit status 1 if any seed failed.
+//! `explore` runs a campaign and prints a summary: seeds run, failures grouped
+//! by the check that failed with the command that reproduces each, simulated
+//! events per wall second and simulated time over wall time. Exit status 1 if
+//! any seed failed. Threads, shards and summaries live in [`crate::campaign`].
 //!
 //! `replay` runs one seed and prints its readable trace and trace hash; exit
-//! status 1 if a check fails. `RUST_LOG=quorate=debug` also shows the trace
+//! status 1 if a check fails. `--history FILE` writes its client history as
+//! Jepsen EDN. `RUST_LOG=quorate=debug` also shows the trace
 //! through `tracing`, with the virtual time as a field.
 //!
 //! This module reads no clock: the binary passes `clock`, the wall time since it
 //! started, used only for the speed figures.
 
-use core::ops::Range;
+use core::ops::{ControlFlow, Range};
 use core::str::FromStr;
 use core::time::Duration;
 use std::io::Write;
+use std::path::PathBuf;
 
 use clap::Args;
 
 use super::workload::{
     CounterWorkload, KvWorkload, RegisterWorkload, SimMachine, Workload, WorkloadKind,
 };
-use super::{FaultPreset, RunReport, SimConfig, Simulation};
+use super::{FaultPreset, RunReport, SimConfig, Simulation, reproduce_command};
+use crate::campaign::{
+    self, CampaignKey, FailureRecord, Progress, SeedRun, Shard, Summary, Totals,
+};
 use crate::examples::{Counter, KvStore, Register};
 
 /// A range of seeds, written `A..B` (B excluded) or a single `A`.
@@ -121,6 +128,16 @@ pub struct ExploreArgs {
     /// The cluster, workload and faults.
     #[command(flatten)]
     pub cluster: ClusterArgs,
+    /// Worker threads; each seed still runs on one thread, and results are
+    /// reported in seed order, identical to `--jobs 1`. `0`: one per CPU.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Run only shard `i` of `n` (0-based): the seeds `s` with `s % n == i`.
+    #[arg(long)]
+    pub shard: Option<Shard>,
+    /// Write a JSON summary of the campaign here (for `quorate merge`).
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
 }
 
 /// `quorate replay`.
@@ -135,9 +152,14 @@ pub struct ReplayArgs {
     /// Print only the summary, not every trace event.
     #[arg(long)]
     pub brief: bool,
+    /// Write the run's client history as Jepsen EDN here (strong operations,
+    /// as the linearizability check sees them).
+    #[arg(long)]
+    pub history: Option<PathBuf>,
 }
 
-/// Runs one seed of `cluster` with the built-in machine its workload names.
+/// Runs one seed of `cluster` with the built-in machine its workload names;
+/// with `history_edn`, the report carries the client history as Jepsen EDN.
 ///
 /// # Errors
 ///
@@ -146,104 +168,189 @@ pub fn run_builtin(
     cluster: &ClusterArgs,
     seed: u64,
     record_trace: bool,
+    history_edn: bool,
 ) -> Result<RunReport, String> {
     let mut config = cluster.config(seed)?;
     config.record_trace = record_trace;
     Ok(match cluster.workload {
-        WorkloadKind::Counter => simulate(config, Counter::default, CounterWorkload),
-        WorkloadKind::Register => simulate(config, Register::default, RegisterWorkload),
-        WorkloadKind::Kv => simulate(config, KvStore::default, KvWorkload::default()),
+        WorkloadKind::Counter => simulate(config, history_edn, Counter::default, CounterWorkload),
+        WorkloadKind::Register => {
+            simulate(config, history_edn, Register::default, RegisterWorkload)
+        }
+        WorkloadKind::Kv => simulate(config, history_edn, KvStore::default, KvWorkload::default()),
     })
 }
 
 fn simulate<M: SimMachine>(
     config: SimConfig,
+    history_edn: bool,
     make: fn() -> M,
     workload: impl Workload<M> + 'static,
 ) -> RunReport {
-    Simulation::new(config, make, workload).run()
+    let simulation = Simulation::new(config, make, workload);
+    if history_edn {
+        simulation.with_history_edn().run()
+    } else {
+        simulation.run()
+    }
+}
+
+/// The summary's record of what `explore` ran: shards of one campaign have
+/// equal keys.
+pub fn campaign_key(args: &ExploreArgs) -> CampaignKey {
+    #[allow(unused_mut)]
+    let mut flaws = Vec::new();
+    #[cfg(feature = "flaws")]
+    for (name, flaw) in crate::raft::flaws::Flaw::ALL {
+        if args.cluster.flaws.contains(flaw) {
+            flaws.push((*name).to_owned());
+        }
+    }
+    CampaignKey {
+        seeds: format!("{}..{}", args.seeds.0.start, args.seeds.0.end),
+        nodes: args.cluster.nodes,
+        clients: args.cluster.clients,
+        workload: args.cluster.workload.to_string(),
+        faults: args.cluster.faults.to_string(),
+        duration: args.cluster.duration,
+        quiet: args.cluster.quiet,
+        flaws,
+    }
 }
 
 /// Runs `quorate explore`; returns the exit status.
-pub fn run_explore(args: &ExploreArgs, clock: &dyn Fn() -> Duration, out: &mut dyn Write) -> i32 {
+///
+/// The report goes to `out`; the progress display to `progress`, rewritten in
+/// place when `terminal` (stderr is a terminal), plain lines every five seconds
+/// otherwise. Seeds run on `--jobs` threads (see [`crate::campaign`]), and are
+/// reported in seed order whatever the thread count.
+pub fn run_explore(
+    args: &ExploreArgs,
+    clock: &dyn Fn() -> Duration,
+    out: &mut dyn Write,
+    progress: &mut dyn Write,
+    terminal: bool,
+) -> i32 {
     let started = clock();
-    let mut failures: Vec<RunReport> = Vec::new();
-    let mut events = 0u64;
+    let key = campaign_key(args);
+    if let Err(message) = args.cluster.config(args.seeds.0.start) {
+        let _ = writeln!(out, "error: {message}");
+        return 2;
+    }
+    let seeds = match args.shard {
+        Some(shard) => shard.seeds(args.seeds.0.clone()),
+        None => args.seeds.0.clone().collect(),
+    };
+    let jobs = campaign::worker_count(args.jobs);
+    let _ = writeln!(
+        out,
+        "exploring {key}{}",
+        args.shard
+            .map(|shard| format!(", shard {shard} ({} seeds)", seeds.len()))
+            .unwrap_or_default()
+    );
+    let mut summary = Summary {
+        campaign: key,
+        shards: args.shard.into_iter().collect(),
+        runs: Vec::with_capacity(seeds.len()),
+        failures: Vec::new(),
+        totals: Totals::default(),
+    };
     let mut simulated = Duration::ZERO;
-    let mut runs = 0u64;
-    let _ = writeln!(
-        out,
-        "exploring seeds {}..{}: {} nodes, workload {}, faults {}, {} s + {} s quiet",
-        args.seeds.0.start,
-        args.seeds.0.end,
-        args.cluster.nodes,
-        args.cluster.workload,
-        args.cluster.faults,
-        args.cluster.duration,
-        args.cluster.quiet
-    );
-    let mut last_progress = started;
-    for seed in args.seeds.0.clone() {
-        let report = match run_builtin(&args.cluster, seed, false) {
-            Ok(report) => report,
-            Err(message) => {
-                let _ = writeln!(out, "error: {message}");
-                return 2;
-            }
-        };
-        runs += 1;
-        events += report.stats.events;
-        simulated += report.stats.simulated;
-        if !report.passed() {
-            let _ = writeln!(
-                out,
-                "seed {seed}: FAILED [{}] {}",
-                report.failed_check().unwrap_or("?"),
-                report
-                    .violations
-                    .first()
-                    .map(|violation| violation.message.as_str())
-                    .unwrap_or("")
-            );
-            failures.push(report);
-        }
-        let now = clock();
-        if now.saturating_sub(last_progress) >= Duration::from_secs(5) {
-            last_progress = now;
-            let _ = writeln!(
-                out,
-                "  ... {runs} seeds, {} failed, {:.1} s",
-                failures.len(),
-                (now - started).as_secs_f64()
-            );
-        }
+    let mut error = None;
+    let mut display = Progress::new(progress, terminal, seeds.len() as u64, started);
+    {
+        let summary = &mut summary;
+        let display = core::cell::RefCell::new(&mut display);
+        // (seeds done, failed), read by the idle tick while `summary` is borrowed.
+        let counts = core::cell::Cell::new((0u64, 0u64));
+        campaign::run_ordered(
+            &seeds,
+            jobs,
+            &|seed| run_builtin(&args.cluster, seed, false, false),
+            Duration::from_millis(200),
+            &mut |seed, report| {
+                let report = match report {
+                    Ok(report) => report,
+                    Err(message) => {
+                        error = Some(message);
+                        return ControlFlow::Break(());
+                    }
+                };
+                summary.totals.seeds += 1;
+                summary.totals.events += report.stats.events;
+                simulated += report.stats.simulated;
+                summary.runs.push(SeedRun {
+                    seed,
+                    trace_hash: report.trace_hash.clone(),
+                    events: report.stats.events,
+                });
+                if !report.passed() {
+                    display.borrow_mut().clear();
+                    let _ = writeln!(out, "\n{}", report.failure_text());
+                    summary.totals.failed += 1;
+                    summary.failures.push(FailureRecord {
+                        seed,
+                        check: report.failed_check().unwrap_or("?").to_owned(),
+                        message: report
+                            .violations
+                            .first()
+                            .map(|violation| violation.message.clone())
+                            .unwrap_or_default(),
+                        reproduce: reproduce_command(&report.config, &report.workload),
+                        trace_hash: report.trace_hash.clone(),
+                    });
+                }
+                counts.set((summary.totals.seeds, summary.totals.failed));
+                display
+                    .borrow_mut()
+                    .update(clock(), summary.totals.seeds, summary.totals.failed);
+                ControlFlow::Continue(())
+            },
+            &mut || {
+                let (done, failed) = counts.get();
+                display.borrow_mut().update(clock(), done, failed);
+            },
+        );
     }
-    let wall = clock()
-        .saturating_sub(started)
-        .max(Duration::from_micros(1));
-    let _ = writeln!(out, "\nseeds run: {runs}, failed: {}", failures.len());
-    for report in &failures {
-        let _ = writeln!(out, "\n{}", report.failure_text());
+    display.clear();
+    if let Some(message) = error {
+        let _ = writeln!(out, "error: {message}");
+        return 2;
     }
-    let _ = writeln!(
-        out,
-        "speed: {:.0} simulated events per wall second; simulated time {:.0}x wall time ({:.1} s wall)",
-        events as f64 / wall.as_secs_f64(),
-        simulated.as_secs_f64() / wall.as_secs_f64(),
-        wall.as_secs_f64()
-    );
-    i32::from(!failures.is_empty())
+    summary.totals.simulated_seconds = simulated.as_secs_f64();
+    summary.totals.wall_seconds = clock().saturating_sub(started).as_secs_f64();
+    summary.render(out);
+    if let Some(path) = &args.summary
+        && let Err(message) = campaign::write_summary(&summary, path)
+    {
+        let _ = writeln!(out, "error: {message}");
+        return 2;
+    }
+    i32::from(!summary.failures.is_empty())
 }
 
 /// Runs `quorate replay`; returns the exit status.
 pub fn run_replay(args: &ReplayArgs, out: &mut dyn Write) -> i32 {
-    let report = match run_builtin(&args.cluster, args.seed, !args.brief) {
+    let report = match run_builtin(
+        &args.cluster,
+        args.seed,
+        !args.brief,
+        args.history.is_some(),
+    ) {
         Ok(report) => report,
         Err(message) => {
             let _ = writeln!(out, "error: {message}");
             return 2;
         }
     };
+    if let Some(path) = &args.history {
+        let edn = report.history_edn.as_deref().unwrap_or("[]\n");
+        if let Err(error) = std::fs::write(path, edn) {
+            let _ = writeln!(out, "error: cannot write {}: {error}", path.display());
+            return 2;
+        }
+    }
     if let Some(trace) = &report.trace {
         for event in trace {
             let _ = writeln!(out, "{event}");

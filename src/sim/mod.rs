@@ -113,6 +113,9 @@ pub struct RunReport {
     pub linearizability_unknown: Option<String>,
     /// The leader of each term, in term order.
     pub leaders: Vec<(crate::log::Term, PeerId)>,
+    /// The strong client operations as Jepsen EDN, if asked for
+    /// ([`Simulation::with_history_edn`]).
+    pub history_edn: Option<String>,
 }
 
 impl RunReport {
@@ -161,6 +164,7 @@ pub struct Simulation<M: SimMachine> {
     make_machine: Box<dyn Fn(PeerId) -> M>,
     workload: Box<dyn Workload<M>>,
     checkpoints: bool,
+    history_edn: bool,
 }
 
 impl<M: SimMachine> Simulation<M> {
@@ -186,6 +190,7 @@ impl<M: SimMachine> Simulation<M> {
             make_machine: Box::new(make_machine),
             workload: Box::new(workload),
             checkpoints: false,
+            history_edn: false,
         }
     }
 
@@ -194,6 +199,14 @@ impl<M: SimMachine> Simulation<M> {
     #[must_use]
     pub fn with_checkpoints(mut self) -> Self {
         self.checkpoints = true;
+        self
+    }
+
+    /// Keeps the client history, as the linearizability check sees it, as
+    /// Jepsen EDN in [`RunReport::history_edn`].
+    #[must_use]
+    pub fn with_history_edn(mut self) -> Self {
+        self.history_edn = true;
         self
     }
 
@@ -228,6 +241,7 @@ impl<M: SimMachine> Simulation<M> {
                 operations: (0, 0),
                 linearizability_unknown: None,
                 leaders: Vec::new(),
+                history_edn: None,
             }
         })
     }
@@ -239,6 +253,7 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
         make_machine,
         workload,
         checkpoints,
+        history_edn,
     } = simulation;
     let mut fault_rng = derive_entropy(config.seed, "faults");
     let plan = FaultPlan::from_preset(config.faults, &mut fault_rng);
@@ -313,6 +328,10 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
         .map(|(node, peer, error)| format!("{node} refused {peer}: {error}"))
         .collect();
     let operations = (world.history.operations.len(), world.history.completed());
+    let history_edn = history_edn.then(|| {
+        let model = crate::check::models::StateMachineModel::new(world.fresh_machine());
+        crate::check::edn::to_edn(&model, &world.history.to_checked())
+    });
     RunReport {
         workload: workload_name,
         faults,
@@ -327,6 +346,7 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
         operations,
         linearizability_unknown,
         leaders: world.leaders(),
+        history_edn,
         config,
     }
 }

@@ -1,0 +1,137 @@
+//! `quorate explore --jobs/--shard/--summary`, `quorate merge` and
+//! `quorate replay --history`, through the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use quorate::campaign::Summary;
+
+/// Short runs: few seeds, two simulated seconds of load and two of quiet.
+const CLUSTER: [&str; 4] = ["--duration", "2", "--quiet", "2"];
+
+fn quorate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quorate"))
+        .args(args)
+        .output()
+        .expect("run quorate")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("quorate-campaign-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn explore(extra: &[&str], summary: &Path) -> (Output, Summary) {
+    let mut args = vec!["explore", "--summary", summary.to_str().unwrap()];
+    args.extend_from_slice(&CLUSTER);
+    args.extend_from_slice(extra);
+    let output = quorate(&args);
+    assert!(
+        output.status.code().is_some_and(|code| code <= 1),
+        "explore failed to run: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let text = std::fs::read_to_string(summary).expect("summary written");
+    (output, serde_json::from_str(&text).expect("summary parses"))
+}
+
+/// The report without its wall-time figures (the speed line).
+fn report_without_speed(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| !line.starts_with("speed:"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn two_jobs_give_the_same_per_seed_results_as_one() {
+    let (one, a) = explore(&["--seeds", "0..5", "--jobs", "1"], &scratch("jobs1.json"));
+    let (two, b) = explore(&["--seeds", "0..5", "--jobs", "2"], &scratch("jobs2.json"));
+    assert_eq!(a.runs.len(), 5);
+    assert!(a.runs.iter().all(|run| !run.trace_hash.is_empty()));
+    assert_eq!(a.runs, b.runs);
+    assert_eq!(a.failures, b.failures);
+    assert_eq!(a.totals.events, b.totals.events);
+    assert_eq!(report_without_speed(&one), report_without_speed(&two));
+    assert_eq!(one.status.code(), two.status.code());
+}
+
+#[test]
+fn two_shards_merged_equal_one_unsharded_run() {
+    let (_, whole) = explore(&["--seeds", "3..9"], &scratch("whole.json"));
+    let shard0 = scratch("shard0.json");
+    let shard1 = scratch("shard1.json");
+    let (_, first) = explore(&["--seeds", "3..9", "--shard", "0/2"], &shard0);
+    let (_, second) = explore(&["--seeds", "3..9", "--shard", "1/2"], &shard1);
+    assert_eq!(
+        first.runs.iter().map(|run| run.seed).collect::<Vec<_>>(),
+        [4, 6, 8]
+    );
+    assert_eq!(second.runs.len(), 3);
+
+    let merged_path = scratch("merged.json");
+    let merge = quorate(&[
+        "merge",
+        shard1.to_str().unwrap(),
+        shard0.to_str().unwrap(),
+        "--summary",
+        merged_path.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        merge.status.code(),
+        Some(i32::from(!whole.failures.is_empty())),
+        "{}",
+        String::from_utf8_lossy(&merge.stderr)
+    );
+    let merged: Summary =
+        serde_json::from_str(&std::fs::read_to_string(&merged_path).unwrap()).unwrap();
+    assert_eq!(merged.campaign, whole.campaign);
+    assert_eq!(merged.runs, whole.runs);
+    assert_eq!(merged.failures, whole.failures);
+    assert_eq!(merged.totals.seeds, 6);
+    assert_eq!(merged.totals.events, whole.totals.events);
+    assert!(String::from_utf8_lossy(&merge.stdout).contains("seeds run: 6, failed: "));
+}
+
+#[test]
+fn merge_refuses_different_campaigns_and_duplicate_shards() {
+    let a = scratch("other0.json");
+    let b = scratch("other1.json");
+    explore(&["--seeds", "0..2", "--shard", "0/2"], &a);
+    explore(
+        &["--seeds", "0..2", "--shard", "1/2", "--workload", "counter"],
+        &b,
+    );
+    let different = quorate(&["merge", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(different.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&different.stderr).contains("different campaign"));
+    let twice = quorate(&["merge", a.to_str().unwrap(), a.to_str().unwrap()]);
+    assert_eq!(twice.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("appears twice"));
+}
+
+#[test]
+fn replay_history_is_jepsen_edn_that_parses_back() {
+    let path = scratch("history.edn");
+    let mut args = vec![
+        "replay",
+        "--seed",
+        "7",
+        "--brief",
+        "--history",
+        path.to_str().unwrap(),
+    ];
+    args.extend_from_slice(&CLUSTER);
+    let output = quorate(&args);
+    assert!(output.status.code().is_some_and(|code| code <= 1));
+    let text = std::fs::read_to_string(&path).expect("history written");
+    assert!(text.starts_with("[{:process "), "{text}");
+    let history = quorate::check::parse::parse(&text, None, "history.edn").expect("EDN parses");
+    assert!(
+        history.operations.len() > 10,
+        "{} operations",
+        history.operations.len()
+    );
+}
