@@ -202,8 +202,8 @@ pub fn campaign_key(args: &ExploreArgs) -> CampaignKey {
     let mut flaws = Vec::new();
     #[cfg(feature = "flaws")]
     for (name, flaw) in crate::raft::flaws::Flaw::ALL {
-        if args.cluster.flaws.contains(flaw) {
-            flaws.push((*name).to_owned());
+        if args.cluster.flaws.contains(&flaw) {
+            flaws.push(name.to_owned());
         }
     }
     CampaignKey {
