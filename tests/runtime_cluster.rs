@@ -590,7 +590,10 @@ async fn a_wrong_key_is_refused_and_learns_nothing() {
         }),
         "{frames:?}"
     );
-    let failures = cluster.group(2).bond_failures();
+    let failures = bond_failures_when(cluster.group(2), |failures| {
+        failures.contains_key("peer n1")
+    })
+    .await;
     assert!(
         matches!(
             &failures.get("peer n1").map(|f| &f.error),
@@ -603,6 +606,22 @@ async fn a_wrong_key_is_refused_and_learns_nothing() {
         .execute(put("after", "wrong key"))
         .await
         .expect("still serving");
+}
+
+/// The node's bond failures once `ready` holds of them (or after two seconds,
+/// for the assertion that follows to report).
+async fn bond_failures_when(
+    group: &Group<KvStore>,
+    ready: impl Fn(&BTreeMap<String, quorate::runtime::BondFailure>) -> bool,
+) -> BTreeMap<String, quorate::runtime::BondFailure> {
+    for _ in 0..200 {
+        let failures = group.bond_failures();
+        if ready(&failures) {
+            return failures;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    group.bond_failures()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -624,7 +643,13 @@ async fn a_mismatched_signature_is_refused_named_and_logged_once() {
             }),
             "{frames:?}"
         );
-        let failures = cluster.group(3).bond_failures();
+        // The refusal reaches the peer before the node has recorded it: wait.
+        let failures = bond_failures_when(cluster.group(3), |failures| {
+            failures
+                .get("peer n1")
+                .is_some_and(|failure| failure.repeats == attempt)
+        })
+        .await;
         let failure = &failures["peer n1"];
         assert!(
             failure
