@@ -83,3 +83,15 @@ madsim:
 .PHONY: bench-drivers
 bench-drivers:
 	bash benches/drivers.sh
+
+# A cargo-fuzz campaign (nightly) of one target of fuzz/ over its committed
+# seed corpus: make fuzz TARGET=codec SECS=300. New inputs go to
+# fuzz/corpus/$(TARGET) (ignored), crashes to fuzz/artifacts/$(TARGET); copy a
+# crash into corpus/fuzz/$(TARGET)/ once fixed so `cargo test` keeps it fixed.
+.PHONY: fuzz
+TARGET ?= codec
+SECS ?= 300
+fuzz:
+	@cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	mkdir -p fuzz/corpus/$(TARGET)
+	cd fuzz && cargo +nightly fuzz run $(TARGET) corpus/$(TARGET) ../corpus/fuzz/$(TARGET) -- -max_total_time=$(SECS)

@@ -70,6 +70,8 @@ pub mod check;
 pub mod codec;
 pub mod env;
 pub mod examples;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod id;
 pub mod log;
 pub mod machine;
