@@ -15,9 +15,12 @@ use crate::codec::{self, SEAL_BYTES};
 use crate::examples::{CounterCmd, KvCmd, RegisterCmd};
 use crate::raft::Message;
 
+/// A fuzz target: panics on the bytes of a bug.
+pub type Target = fn(&[u8]);
+
 /// Every target by name: the name is its directory under `corpus/fuzz/` and its
 /// binary in `fuzz/fuzz_targets/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[("codec", codec_target)];
+pub const TARGETS: &[(&str, Target)] = &[("codec", codec_target)];
 
 /// Arbitrary bytes decoded as every wire message type, plain and sealed.
 ///
