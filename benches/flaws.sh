@@ -12,7 +12,8 @@ for flaw in commit-by-counting vote-without-log-check reply-before-sync read-wit
   found=""
   for seed in $(seq 0 $((SEEDS - 1))); do
     if ! out=$("$BIN" explore --seeds "$seed..$((seed + 1))" --flaw "$flaw" 2>&1); then
-      found=$(printf '%s\n' "$out" | grep -m1 'FAILED \[' | cut -c1-90)
+      found=$(printf '%s\n' "$out" | grep -m1 -E '^  \[' | sed 's/^ *//' | cut -c1-100)
+      [ -n "$found" ] || found="failed (see: $BIN explore --seeds $seed..$((seed + 1)) --flaw $flaw)"
       break
     fi
   done
