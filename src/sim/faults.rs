@@ -46,6 +46,9 @@ pub enum FaultAction {
         /// Messages it sends before crashing.
         messages: u32,
     },
+    /// The next node to grant a vote crashes right after its answer leaves (a
+    /// vote that was not durable is then forgotten).
+    CrashNextVoter,
     /// Pause a node: it processes nothing until resumed.
     Pause(Target),
     /// Resume the node that has been paused longest.
@@ -71,6 +74,7 @@ impl fmt::Display for FaultAction {
             Self::CrashNextLeader { messages } => {
                 write!(f, "crash the next leader after {messages} messages")
             }
+            Self::CrashNextVoter => f.write_str("crash the next node to grant a vote"),
             Self::Pause(target) => write!(f, "pause {target}"),
             Self::ResumeOldest => f.write_str("resume"),
             Self::Clock {
@@ -155,12 +159,12 @@ pub fn schedule(
                 });
             }
             1 => {
-                let crash = if chance(rng, 500_000) {
-                    FaultAction::Crash(target)
-                } else {
-                    FaultAction::CrashNextLeader {
+                let crash = match uniform_u64(rng, 0, 3) {
+                    0 => FaultAction::Crash(target),
+                    1 => FaultAction::CrashNextLeader {
                         messages: uniform_u64(rng, 0, 12) as u32,
-                    }
+                    },
+                    _ => FaultAction::CrashNextVoter,
                 };
                 faults.push(ScheduledFault { at, action: crash });
                 faults.push(ScheduledFault {

@@ -218,6 +218,8 @@ pub(crate) struct World<M: SimMachine> {
     crash_next_leader: Option<u32>,
     /// A node doomed by that trigger, and the messages it may still send.
     doomed: Option<(usize, u32)>,
+    /// Armed by [`FaultAction::CrashNextVoter`].
+    crash_next_voter: bool,
     /// `bonds[a][b]`: whether nodes `a + 1` and `b + 1` bonded.
     bonds: Vec<Vec<bool>>,
     pub bond_errors: Vec<(PeerId, PeerId, BondError)>,
@@ -287,6 +289,7 @@ impl<M: SimMachine> World<M> {
             quiet: false,
             crash_next_leader: None,
             doomed: None,
+            crash_next_voter: false,
             bonds: vec![vec![false; nodes]; nodes],
             bond_errors: Vec::new(),
             trace,
@@ -590,7 +593,13 @@ impl<M: SimMachine> World<M> {
         let Some(node) = host.node.as_mut() else {
             return;
         };
+        let vote_before = node.hard_state();
         event(node, local);
+        let vote_after = node.hard_state();
+        let granted_vote = vote_after
+            .voted_for
+            .is_some_and(|candidate| candidate != host.id)
+            && vote_after != vote_before;
         if let Err(error) = node.flush(local, &mut self.effects) {
             self.violations
                 .push((self.now, format!("{}: storage failed: {error}", host.id)));
@@ -637,6 +646,10 @@ impl<M: SimMachine> World<M> {
             self.record(Some(position), What::Commit(status.commit_index));
         }
         self.route_effects(position);
+        if granted_vote && core::mem::take(&mut self.crash_next_voter) {
+            self.crash(position);
+            return;
+        }
         if self
             .doomed
             .is_some_and(|(doomed, left)| doomed == position && left == 0)
@@ -819,6 +832,10 @@ impl<M: SimMachine> World<M> {
                     self.crash(position);
                 }
             }
+            FaultAction::CrashNextVoter => {
+                self.crash_next_voter = true;
+                self.record(None, What::Fault(action.to_string()));
+            }
             FaultAction::CrashNextLeader { messages } => {
                 self.crash_next_leader = Some(*messages);
                 self.record(None, What::Fault(action.to_string()));
@@ -920,6 +937,7 @@ impl<M: SimMachine> World<M> {
     fn end_faults(&mut self) {
         self.quiet = true;
         self.crash_next_leader = None;
+        self.crash_next_voter = false;
         self.doomed = None;
         self.network.heal();
         self.network.set_faults(super::config::NetworkFaults::NONE);
