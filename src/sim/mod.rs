@@ -36,6 +36,7 @@ pub mod faults;
 pub mod history;
 mod invariants;
 pub mod network;
+mod own_machine;
 mod queue;
 pub mod runner;
 pub mod trace;
@@ -46,6 +47,7 @@ use core::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 pub use config::{FaultPlan, FaultPreset, NetworkFaults, SimConfig};
+pub use own_machine::{MachineTest, check_machine};
 pub use runner::{campaign_from_env, reproduce_command};
 pub use world::RunStats;
 

@@ -60,6 +60,14 @@ pub trait Workload<M: StateMachine>: Send {
     /// The workload's name, for reports.
     fn name(&self) -> String;
 
+    /// The next operation, for workloads that decide reads themselves. The
+    /// default, `None`, lets the simulator choose a read or a write (by
+    /// [`SimConfig::read_per_mille`](super::SimConfig)) and call
+    /// [`command`](Workload::command) or [`query`](Workload::query).
+    fn operation(&mut self, _rng: &mut Entropy, _client: u64) -> Option<Operation<M>> {
+        None
+    }
+
     /// The next command a client issues (reads are decided by the simulator).
     fn command(&mut self, rng: &mut Entropy, client: u64) -> M::Command;
 
@@ -204,5 +212,56 @@ impl Workload<KvStore> for KvWorkload {
 
     fn key_of_query(&self, query: &KvQuery) -> Option<u64> {
         query.key()?.parse().ok()
+    }
+}
+
+/// A workload from a closure that produces each client's next operation:
+/// the shortest way to drive your own machine (see [`super::check_machine`]).
+pub struct FnWorkload<F> {
+    name: String,
+    next: F,
+}
+
+impl<F> FnWorkload<F> {
+    /// A workload named `name` whose operations come from `next(rng, client)`.
+    pub fn new(name: impl Into<String>, next: F) -> Self {
+        Self {
+            name: name.into(),
+            next,
+        }
+    }
+}
+
+impl<M, F> Workload<M> for FnWorkload<F>
+where
+    M: StateMachine,
+    F: FnMut(&mut Entropy, u64) -> Operation<M> + Send,
+{
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn operation(&mut self, rng: &mut Entropy, client: u64) -> Option<Operation<M>> {
+        Some((self.next)(rng, client))
+    }
+
+    /// Not used: [`operation`](Workload::operation) always answers. Draws from
+    /// the closure until it yields a command.
+    fn command(&mut self, rng: &mut Entropy, client: u64) -> M::Command {
+        loop {
+            if let Operation::Command(command) = (self.next)(rng, client) {
+                return command;
+            }
+        }
+    }
+
+    /// Not used: [`operation`](Workload::operation) always answers. Draws from
+    /// the closure until it yields a query.
+    fn query(&mut self, rng: &mut Entropy, client: u64) -> M::Query {
+        loop {
+            if let Operation::Query { query, .. } = (self.next)(rng, client) {
+                return query;
+            }
+        }
     }
 }

@@ -1007,10 +1007,22 @@ impl<M: SimMachine> World<M> {
     }
 
     fn start_operation(&mut self, client: usize) {
+        let client_number = self.clients[client].id.0;
+        let operation = match self
+            .workload
+            .operation(&mut self.workload_rng, client_number)
+        {
+            Some(operation) => operation,
+            None => self.draw_operation(client_number),
+        };
+        self.issue(client, operation);
+    }
+
+    /// A read or a write, by the configured read ratio, from the workload.
+    fn draw_operation(&mut self, client_number: u64) -> Operation<M> {
         let read =
             uniform_u64(&mut self.client_rng, 0, 1000) < u64::from(self.config.read_per_mille);
-        let client_number = self.clients[client].id.0;
-        let operation = if read {
+        if read {
             let strong = uniform_u64(&mut self.client_rng, 0, 1000)
                 >= u64::from(self.config.weak_read_per_mille);
             Operation::Query {
@@ -1019,7 +1031,12 @@ impl<M: SimMachine> World<M> {
             }
         } else {
             Operation::Command(self.workload.command(&mut self.workload_rng, client_number))
-        };
+        }
+    }
+
+    /// Records `operation` as invoked by `client` and sends its first attempt.
+    fn issue(&mut self, client: usize, operation: Operation<M>) {
+        let client_number = self.clients[client].id.0;
         let history_index = self
             .history
             .invoke(client_number, operation.clone(), self.now);
