@@ -170,18 +170,7 @@ impl<C: Command> Storage<C> for InMemoryLogStore<C> {
     }
 
     fn get_range(&self, range: &RangeInclusive<Index>) -> Vec<(Term, Index, C)> {
-        let start = range.start().0.max(self.first_index());
-        let end = range.end().0.min(self.last_index());
-        if start > end {
-            return Vec::new();
-        }
-        let offset = self.first_index();
-        (start..=end)
-            .map(|index| {
-                let (command, term) = &self.entries[(index - offset) as usize];
-                (*term, Index(index), command.clone())
-            })
-            .collect()
+        crate::log::entries_in_range(&self.entries, self.entries.len(), self.first_index(), range)
     }
 
     fn truncate(&mut self, at: Index) {

@@ -63,6 +63,32 @@ impl fmt::Display for StorageError {
 
 impl std::error::Error for StorageError {}
 
+/// The entries of `entries` (`len` of them, the first at index `first_index`)
+/// that fall within `range`, for stores that keep their log in a `Vec` or a
+/// `VecDeque`.
+pub(crate) fn entries_in_range<C, E>(
+    entries: &E,
+    len: usize,
+    first_index: u64,
+    range: &RangeInclusive<Index>,
+) -> Vec<(Term, Index, C)>
+where
+    C: Clone,
+    E: core::ops::Index<usize, Output = (C, Term)> + ?Sized,
+{
+    if len == 0 {
+        return Vec::new();
+    }
+    let start = range.start().0.max(first_index);
+    let end = range.end().0.min(first_index + len as u64 - 1);
+    (start..=end)
+        .map(|index| {
+            let (command, term) = &entries[(index - first_index) as usize];
+            (*term, Index(index), command.clone())
+        })
+        .collect()
+}
+
 /// Where the log and the hard state of one node live.
 ///
 /// The first nine methods are the seed's. The last three are what Raft needs in
