@@ -81,6 +81,39 @@ impl<M: SimMachine> SimHistory<M> {
         self.operations[index].outcome = outcome;
     }
 
+    /// Every operation as the timeline shows it.
+    pub fn summaries(&self) -> Vec<super::ClientOperation> {
+        self.operations
+            .iter()
+            .map(|recorded| {
+                let (ended, outcome, answer) = match &recorded.outcome {
+                    OperationOutcome::Ok { at, answer } => (
+                        Some(*at),
+                        "ok",
+                        answer.as_ref().map(|(result, _)| format!("{result:?}")),
+                    ),
+                    OperationOutcome::Info { at } => (Some(*at), "info", None),
+                    OperationOutcome::Pending => (None, "pending", None),
+                };
+                let description = match &recorded.operation {
+                    Operation::Command(command) => format!("{command:?}"),
+                    Operation::Query { query, strong } => {
+                        let kind = if *strong { "strong" } else { "weak" };
+                        format!("{kind} {query:?}")
+                    }
+                };
+                super::ClientOperation {
+                    client: recorded.client,
+                    description,
+                    invoked: recorded.invoked,
+                    ended,
+                    outcome,
+                    answer,
+                }
+            })
+            .collect()
+    }
+
     /// How many operations completed ok.
     pub fn completed(&self) -> usize {
         self.operations

@@ -39,6 +39,7 @@ pub mod network;
 mod own_machine;
 mod queue;
 pub mod runner;
+pub mod timeline;
 pub mod trace;
 pub mod workload;
 mod world;
@@ -118,6 +119,26 @@ pub struct RunReport {
     /// The strong client operations as Jepsen EDN, if asked for
     /// ([`Simulation::with_history_edn`]).
     pub history_edn: Option<String>,
+    /// Every client operation in invocation order, if the trace was recorded
+    /// ([`SimConfig::record_trace`]): for the timeline view.
+    pub client_operations: Vec<ClientOperation>,
+}
+
+/// One client operation as the timeline shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientOperation {
+    /// The client (numbered from 1).
+    pub client: u64,
+    /// What it asked, e.g. `Command(Put { key: 1, value: 7 })`.
+    pub description: String,
+    /// When it asked.
+    pub invoked: crate::env::Instant,
+    /// When it learned the outcome or gave up; `None` if still pending at the end.
+    pub ended: Option<crate::env::Instant>,
+    /// `ok`, `info` (gave up: may or may not have happened) or `pending`.
+    pub outcome: &'static str,
+    /// A query's answer, if it had one.
+    pub answer: Option<String>,
 }
 
 impl RunReport {
@@ -244,6 +265,7 @@ impl<M: SimMachine> Simulation<M> {
                 linearizability_unknown: None,
                 leaders: Vec::new(),
                 history_edn: None,
+                client_operations: Vec::new(),
             }
         })
     }
@@ -334,7 +356,13 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
         let model = crate::check::models::StateMachineModel::new(world.fresh_machine());
         crate::check::edn::to_edn(&model, &world.history.to_checked())
     });
+    let client_operations = if config.record_trace {
+        world.history.summaries()
+    } else {
+        Vec::new()
+    };
     RunReport {
+        client_operations,
         workload: workload_name,
         faults,
         violations,

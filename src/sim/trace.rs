@@ -39,6 +39,9 @@ pub enum What {
         from: PeerId,
         /// The message's name.
         message: &'static str,
+        /// When it was sent (virtual time). Not part of the trace hash: it
+        /// follows from the events before.
+        sent: Instant,
     },
     /// A frame failed to decode (corrupted) and was dropped by the receiver.
     Rejected {
@@ -72,7 +75,7 @@ pub enum What {
 impl What {
     fn encode_into(&self, hasher: &mut Vec<u8>) {
         match self {
-            Self::Received { from, message } => {
+            Self::Received { from, message, .. } => {
                 hasher.extend_from_slice(&[1]);
                 hasher.extend_from_slice(&from.0.to_le_bytes());
                 hasher.extend_from_slice(message.as_bytes());
@@ -114,7 +117,7 @@ impl What {
 impl fmt::Display for What {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Received { from, message } => write!(f, "<- {from} {message}"),
+            Self::Received { from, message, .. } => write!(f, "<- {from} {message}"),
             Self::Rejected { from, reason } => write!(f, "<- {from} rejected: {reason}"),
             Self::Timer(kind) => write!(f, "timer {kind:?}"),
             Self::Role {

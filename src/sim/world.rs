@@ -64,6 +64,7 @@ pub(crate) enum Event<M: StateMachine> {
     Deliver {
         from: PeerId,
         to: PeerId,
+        sent: Instant,
         frame: Vec<u8>,
     },
     Timer {
@@ -490,7 +491,12 @@ impl<M: SimMachine> World<M> {
 
     fn handle(&mut self, event: Event<M>) {
         match event {
-            Event::Deliver { from, to, frame } => self.deliver(from, to, frame),
+            Event::Deliver {
+                from,
+                to,
+                sent,
+                frame,
+            } => self.deliver(from, to, sent, frame),
             Event::Timer {
                 node,
                 kind,
@@ -543,7 +549,7 @@ impl<M: SimMachine> World<M> {
         }
     }
 
-    fn deliver(&mut self, from: PeerId, to: PeerId, frame: Vec<u8>) {
+    fn deliver(&mut self, from: PeerId, to: PeerId, sent: Instant, frame: Vec<u8>) {
         let position = Self::position(to);
         if self.hosts[position].node.is_none() {
             return;
@@ -551,7 +557,12 @@ impl<M: SimMachine> World<M> {
         if self.hosts[position].paused {
             self.hosts[position]
                 .deferred
-                .push(Event::Deliver { from, to, frame });
+                .push(Event::Deliver {
+                    from,
+                    to,
+                    sent,
+                    frame,
+                });
             return;
         }
         match codec::unseal::<WireFrame<M::Command>>(&frame) {
@@ -560,6 +571,7 @@ impl<M: SimMachine> World<M> {
                 let what = What::Received {
                     from,
                     message: message.name(),
+                    sent,
                 };
                 self.step_node(position, Some(what), |node, now| {
                     node.on_message(now, from, message)
@@ -738,6 +750,7 @@ impl<M: SimMachine> World<M> {
                             Event::Deliver {
                                 from,
                                 to,
+                                sent: self.now,
                                 frame: copy,
                             },
                         );
