@@ -128,7 +128,7 @@ pub fn derive_entropy(root_seed: u64, component: &str) -> Entropy {
 /// A uniform draw from `low..high` (empty range: `low`), by Lemire's method with
 /// rejection. Written here rather than taken from `rand`, whose algorithms may
 /// change between versions and so change what a seed means.
-pub fn uniform_u64(rng: &mut Entropy, low: u64, high: u64) -> u64 {
+pub fn uniform_u64<R: Rng + ?Sized>(rng: &mut R, low: u64, high: u64) -> u64 {
     if high <= low {
         return low;
     }
@@ -143,14 +143,14 @@ pub fn uniform_u64(rng: &mut Entropy, low: u64, high: u64) -> u64 {
 }
 
 /// A uniform duration in `low..high`, at nanosecond resolution.
-pub fn uniform_duration(rng: &mut Entropy, low: Duration, high: Duration) -> Duration {
+pub fn uniform_duration<R: Rng + ?Sized>(rng: &mut R, low: Duration, high: Duration) -> Duration {
     let low_nanos = u64::try_from(low.as_nanos()).unwrap_or(u64::MAX);
     let high_nanos = u64::try_from(high.as_nanos()).unwrap_or(u64::MAX);
     Duration::from_nanos(uniform_u64(rng, low_nanos, high_nanos))
 }
 
 /// True with probability `per_million / 1_000_000`.
-pub fn chance(rng: &mut Entropy, per_million: u32) -> bool {
+pub fn chance<R: Rng + ?Sized>(rng: &mut R, per_million: u32) -> bool {
     uniform_u64(rng, 0, 1_000_000) < u64::from(per_million)
 }
 

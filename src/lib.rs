@@ -67,6 +67,7 @@
 pub mod bond;
 pub mod campaign;
 pub mod check;
+pub mod cli;
 pub mod codec;
 pub mod env;
 pub mod examples;

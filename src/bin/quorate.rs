@@ -2,7 +2,7 @@
 //!
 //! Subcommands:
 //! * `explore`: a simulation campaign over many seeds (see
-//!   [`quorate::sim::cli`]);
+//!   [`quorate::cli::explore`]);
 //! * `replay`: one seed, with its readable trace;
 //! * `merge`: the JSON summaries of a sharded campaign as one report (see
 //!   [`quorate::campaign`]);
@@ -17,7 +17,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use quorate::campaign::{MergeArgs, run_merge};
 use quorate::check::cli::{CheckArgs, run_check};
-use quorate::sim::cli::{ExploreArgs, ReplayArgs, run_explore, run_replay};
+use quorate::cli::explore::{ExploreArgs, ReplayArgs, run_explore, run_replay};
 
 /// quorate: replicated state machines tested by deterministic simulation.
 #[derive(Debug, Parser)]

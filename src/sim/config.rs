@@ -6,7 +6,9 @@ use core::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::env::{Entropy, chance, uniform_u64};
+use rand_core::Rng;
+
+use crate::env::{chance, uniform_u64};
 
 /// Parts per million, for probabilities drawn from the seed.
 pub type PerMillion = u32;
@@ -23,6 +25,7 @@ pub struct NetworkFaults {
     /// Messages delayed by a latency spike.
     pub spike: PerMillion,
     /// The extra delay of a spike.
+    #[serde(with = "super::seconds")]
     pub spike_latency: Duration,
 }
 
@@ -56,6 +59,7 @@ pub struct FaultPlan {
     /// gone wrong) or a different group key.
     pub group_mismatch: bool,
     /// Mean time between scheduled faults.
+    #[serde(with = "super::seconds")]
     pub mean_interval: Duration,
     /// Most entries per AppendEntries in this run's nodes: small values split a
     /// new leader's blank entry from the older entries it must replicate, which
@@ -99,7 +103,7 @@ impl FaultPlan {
     }
 
     /// A preset, with the seed's fault stream for presets that draw (`swarm`).
-    pub fn from_preset(preset: FaultPreset, rng: &mut Entropy) -> Self {
+    pub fn from_preset(preset: FaultPreset, rng: &mut (impl Rng + ?Sized)) -> Self {
         let none = Self::none();
         match preset {
             FaultPreset::None => none,
@@ -132,7 +136,7 @@ impl FaultPlan {
     /// Swarm testing (as in TigerBeetle's VOPR): each seed switches a random
     /// subset of fault kinds on, at random rates, so runs differ in kind and not
     /// only in timing.
-    pub fn swarm(rng: &mut Entropy) -> Self {
+    pub fn swarm(rng: &mut (impl Rng + ?Sized)) -> Self {
         let mut rate = |max: u64| -> PerMillion {
             if chance(rng, 500_000) {
                 uniform_u64(rng, 0, max + 1) as PerMillion

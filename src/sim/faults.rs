@@ -6,11 +6,15 @@ use core::time::Duration;
 
 use super::config::FaultPlan;
 use super::network::PartitionKind;
-use crate::env::{Entropy, chance, uniform_duration, uniform_u64};
+use rand_core::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::env::{chance, uniform_duration, uniform_u64};
 use crate::id::PeerId;
 
 /// Which node a fault hits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Target {
     /// A given node.
     Node(PeerId),
@@ -28,7 +32,8 @@ impl fmt::Display for Target {
 }
 
 /// One scheduled fault.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FaultAction {
     /// Install a partition (replacing any other).
     Partition(PartitionKind),
@@ -90,9 +95,10 @@ impl fmt::Display for FaultAction {
 }
 
 /// A fault at a time.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduledFault {
     /// When, from the start of the run.
+    #[serde(with = "super::seconds")]
     pub at: Duration,
     /// What.
     pub action: FaultAction,
@@ -103,7 +109,7 @@ pub fn schedule(
     plan: &FaultPlan,
     nodes: &[PeerId],
     duration: Duration,
-    rng: &mut Entropy,
+    rng: &mut (impl Rng + ?Sized),
 ) -> Vec<ScheduledFault> {
     let mut kinds: Vec<u8> = Vec::new();
     if plan.partitions {

@@ -30,7 +30,7 @@
 //! assert_eq!(report.trace_hash, Simulation::new(again, KvStore::default, KvWorkload::default()).run().trace_hash);
 //! ```
 
-pub mod cli;
+pub mod choices;
 pub mod config;
 pub mod faults;
 pub mod history;
@@ -39,6 +39,8 @@ pub mod network;
 mod own_machine;
 mod queue;
 pub mod runner;
+pub mod scenario;
+pub mod seconds;
 pub mod timeline;
 pub mod trace;
 pub mod workload;
@@ -46,6 +48,10 @@ mod world;
 
 use core::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use choices::{Choices, Component};
+use scenario::{Recorder, Scenario, ScenarioError, Script};
 
 pub use config::{FaultPlan, FaultPreset, NetworkFaults, SimConfig};
 pub use own_machine::{MachineTest, check_machine};
@@ -119,6 +125,9 @@ pub struct RunReport {
     /// The strong client operations as Jepsen EDN, if asked for
     /// ([`Simulation::with_history_edn`]).
     pub history_edn: Option<String>,
+    /// The run as a scenario file: kept when the run failed, or when asked for
+    /// ([`Simulation::with_scenario`]). Replaying it gives this run's trace.
+    pub scenario: Option<Scenario>,
     /// Every client operation in invocation order, if the trace was recorded
     /// ([`SimConfig::record_trace`]): for the timeline view.
     pub client_operations: Vec<ClientOperation>,
@@ -188,6 +197,9 @@ pub struct Simulation<M: SimMachine> {
     workload: Box<dyn Workload<M>>,
     checkpoints: bool,
     history_edn: bool,
+    record_scenario: bool,
+    script: Option<Script<M>>,
+    tape: Option<Arc<[u8]>>,
 }
 
 impl<M: SimMachine> Simulation<M> {
@@ -214,7 +226,53 @@ impl<M: SimMachine> Simulation<M> {
             workload: Box::new(workload),
             checkpoints: false,
             history_edn: false,
+            record_scenario: false,
+            script: None,
+            tape: None,
         }
+    }
+
+    /// A simulation of `scenario`: its settings, faults and client operations
+    /// instead of those the seed would draw. Replaying the scenario of a run
+    /// gives that run's trace.
+    ///
+    /// # Errors
+    ///
+    /// If the scenario does not fit `M` (an operation that is not one of its
+    /// commands or queries) or this build (a flaw it does not have).
+    pub fn from_scenario(
+        scenario: &Scenario,
+        make_machine: impl Fn(PeerId) -> M + 'static,
+        workload: impl Workload<M> + 'static,
+    ) -> Result<Self, ScenarioError> {
+        scenario.validate()?;
+        let mut simulation = Self::per_node(scenario.config()?, make_machine, workload);
+        simulation.script = Some(scenario.script()?);
+        simulation.tape = scenario.tape()?;
+        Ok(simulation)
+    }
+
+    /// Lets `tape` (a fuzzer's input) steer the run's choices; see
+    /// [`choices`].
+    #[must_use]
+    pub fn with_tape(mut self, tape: &[u8]) -> Self {
+        self.tape = Some(Arc::from(tape));
+        self
+    }
+
+    /// Keeps the run's scenario in [`RunReport::scenario`] even if it passes
+    /// (a failed run always keeps it).
+    #[must_use]
+    pub fn with_scenario(mut self) -> Self {
+        self.record_scenario = true;
+        self
+    }
+
+    /// Sets the configuration's `record_trace`: keep every trace event.
+    #[must_use]
+    pub fn recording_trace(mut self, record: bool) -> Self {
+        self.config.record_trace = record;
+        self
     }
 
     /// Keeps a running hash after every trace event, so two runs can be compared
@@ -240,11 +298,7 @@ impl<M: SimMachine> Simulation<M> {
         let workload_name = self.workload.name();
         let outcome = catch_unwind(AssertUnwindSafe(|| run_world(self)));
         outcome.unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_owned()))
-                .unwrap_or_else(|| "a panic without a message".to_owned());
+            let message = panic_message(&*panic);
             RunReport {
                 config,
                 workload: workload_name,
@@ -265,6 +319,7 @@ impl<M: SimMachine> Simulation<M> {
                 linearizability_unknown: None,
                 leaders: Vec::new(),
                 history_edn: None,
+                scenario: None,
                 client_operations: Vec::new(),
             }
         })
@@ -278,34 +333,61 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
         workload,
         checkpoints,
         history_edn,
+        record_scenario,
+        script,
+        tape,
     } = simulation;
-    let mut fault_rng = derive_entropy(config.seed, "faults");
-    let plan = FaultPlan::from_preset(config.faults, &mut fault_rng);
-    let nodes: Vec<PeerId> = (1..=config.nodes).map(PeerId).collect();
-    let schedule = faults::schedule(&plan, &nodes, config.duration, &mut fault_rng);
-    // A node of another GroupId: at most one, and only where the rest still
-    // make a quorum.
-    let mismatch = (plan.group_mismatch && config.nodes >= 3).then(|| {
-        let node = nodes[uniform_u64(&mut fault_rng, 0, nodes.len() as u64) as usize];
-        let input = if chance(&mut fault_rng, 700_000) {
-            GroupIdInput::MachineSignature
-        } else {
-            GroupIdInput::Key
-        };
-        (node, input)
-    });
-    let faults = plan.summary();
+    let (plan, schedule, mismatch, scripts) = match script {
+        Some(script) => (
+            script.plan,
+            script.schedule,
+            script.mismatch,
+            Some(script.operations),
+        ),
+        None => {
+            let (plan, schedule, mismatch) = draw_faults(&config, tape.clone());
+            (plan, schedule, mismatch, None)
+        }
+    };
+    let faults = if scripts.is_some() {
+        format!("{} scheduled faults; {}", schedule.len(), plan.summary())
+    } else {
+        plan.summary()
+    };
     let workload_name = workload.name();
+    let recorder = Recorder::new(
+        &config,
+        workload_name.clone(),
+        &plan,
+        &schedule,
+        mismatch,
+        tape.as_deref(),
+    );
+    let fault_rng = Choices::with_tape(
+        derive_entropy(config.seed, "fault-runtime"),
+        tape.clone(),
+        Component::FaultRuntime,
+    );
     let mut world = World::new(
         config.clone(),
         plan,
         make_machine,
         workload,
-        fault_rng,
         checkpoints,
+        world::Choosing {
+            fault_rng,
+            tape,
+            scripts,
+        },
     );
-    world.start(schedule, mismatch);
-    world.run();
+    // An engine assertion is a finding like any other: keep the run's
+    // history, so its scenario can be written out and shrunk.
+    let panicked = catch_unwind(AssertUnwindSafe(|| {
+        world.start(schedule, mismatch);
+        world.run();
+    }))
+    .err()
+    .map(|panic| panic_message(&*panic));
 
     let mut violations: Vec<Violation> = world
         .violations
@@ -316,6 +398,14 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
             at: Some(*at),
         })
         .collect();
+    if let Some(message) = panicked {
+        violations.push(Violation {
+            check: "panic".into(),
+            message,
+            at: Some(world.now()),
+        });
+        return report_after_panic(config, workload_name, faults, violations, recorder, &world);
+    }
     for (check, message) in world.final_checks() {
         violations.push(Violation {
             check: check.into(),
@@ -356,12 +446,16 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
         let model = crate::check::models::StateMachineModel::new(world.fresh_machine());
         crate::check::edn::to_edn(&model, &world.history.to_checked())
     });
+    let scenario = (record_scenario || !violations.is_empty())
+        .then(|| scenario_of(recorder, &world))
+        .flatten();
     let client_operations = if config.record_trace {
         world.history.summaries()
     } else {
         Vec::new()
     };
     RunReport {
+        scenario,
         client_operations,
         workload: workload_name,
         faults,
@@ -379,6 +473,93 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
         history_edn,
         config,
     }
+}
+
+fn panic_message(panic: &(dyn core::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_owned()))
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+/// The run's scenario: what it drew, and the operations its clients issued.
+fn scenario_of<M: SimMachine>(recorder: Recorder, world: &World<M>) -> Option<Scenario> {
+    let operations = world.history.operations.iter().map(|recorded| {
+        (
+            recorded.client,
+            recorded.invoked,
+            recorded.operation.clone(),
+        )
+    });
+    recorder.operations(operations).ok()
+}
+
+/// The report of a run that panicked: what is known, and the scenario.
+fn report_after_panic<M: SimMachine>(
+    config: SimConfig,
+    workload: String,
+    faults: String,
+    violations: Vec<Violation>,
+    recorder: Recorder,
+    world: &World<M>,
+) -> RunReport {
+    let scenario = scenario_of(recorder, world);
+    RunReport {
+        workload,
+        faults,
+        violations,
+        bond_refusals: Vec::new(),
+        trace_hash: world.trace.hash(),
+        trace_events: world.trace.len(),
+        trace_tail: world.trace.tail(),
+        trace: world.trace.events().map(<[TraceEvent]>::to_vec),
+        checkpoints: world.trace.checkpoints().map(<[u64]>::to_vec),
+        stats: world.stats,
+        operations: (world.history.operations.len(), world.history.completed()),
+        linearizability_unknown: None,
+        leaders: world.leaders(),
+        history_edn: None,
+        scenario,
+        client_operations: if config.record_trace {
+            world.history.summaries()
+        } else {
+            Vec::new()
+        },
+        config,
+    }
+}
+
+/// Draws the run's fault plan, schedule and GroupId mismatch from the seed's
+/// fault stream (steered by `tape`, if any).
+fn draw_faults(
+    config: &SimConfig,
+    tape: Option<Arc<[u8]>>,
+) -> (
+    FaultPlan,
+    Vec<faults::ScheduledFault>,
+    Option<(PeerId, GroupIdInput)>,
+) {
+    let mut fault_rng = Choices::with_tape(
+        derive_entropy(config.seed, "faults"),
+        tape,
+        Component::FaultSchedule,
+    );
+    let plan = FaultPlan::from_preset(config.faults, &mut fault_rng);
+    let nodes: Vec<PeerId> = (1..=config.nodes).map(PeerId).collect();
+    let schedule = faults::schedule(&plan, &nodes, config.duration, &mut fault_rng);
+    // A node of another GroupId: at most one, and only where the rest still
+    // make a quorum.
+    let mismatch = (plan.group_mismatch && config.nodes >= 3).then(|| {
+        let node = nodes[uniform_u64(&mut fault_rng, 0, nodes.len() as u64) as usize];
+        let input = if chance(&mut fault_rng, 700_000) {
+            GroupIdInput::MachineSignature
+        } else {
+            GroupIdInput::Key
+        };
+        (node, input)
+    });
+    (plan, schedule, mismatch)
 }
 
 /// Checks the strong operations for linearizability against the machine itself.

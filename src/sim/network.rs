@@ -5,12 +5,16 @@ use core::fmt;
 use core::time::Duration;
 use std::collections::BTreeSet;
 
+use serde::{Deserialize, Serialize};
+
+use super::choices::Choices;
 use super::config::NetworkFaults;
-use crate::env::{Entropy, chance, uniform_duration, uniform_u64};
+use crate::env::{chance, uniform_duration, uniform_u64};
 use crate::id::PeerId;
 
 /// The shape of a partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PartitionKind {
     /// Two random halves (the smaller may be a minority of one).
     Halves,
@@ -52,7 +56,7 @@ pub(crate) struct Delivery {
 
 /// The network model; all randomness from the network's own entropy stream.
 pub(crate) struct Network {
-    rng: Entropy,
+    rng: Choices,
     latency_min: Duration,
     latency_max: Duration,
     faults: NetworkFaults,
@@ -61,7 +65,7 @@ pub(crate) struct Network {
 }
 
 impl Network {
-    pub(crate) fn new(rng: Entropy, latency_min: Duration, latency_max: Duration) -> Self {
+    pub(crate) fn new(rng: Choices, latency_min: Duration, latency_max: Duration) -> Self {
         Self {
             rng,
             latency_min,

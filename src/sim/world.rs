@@ -3,13 +3,16 @@
 
 use core::time::Duration;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use super::choices::{Choices, Component};
 use super::config::{FaultPlan, SimConfig};
 use super::faults::{FaultAction, Target};
 use super::history::{OperationOutcome, SimHistory};
 use super::invariants::Invariants;
 use super::network::{Delivery, Network};
 use super::queue::EventQueue;
+use super::scenario::ClientScript;
 use super::trace::{Trace, TraceEvent, What};
 use super::workload::{Operation, SimMachine, Workload};
 use crate::bond::{BondError, WireFrame};
@@ -196,6 +199,16 @@ pub struct RunStats {
     pub simulated: Duration,
 }
 
+/// Where a run's choices come from besides its seed.
+pub(crate) struct Choosing<M: StateMachine> {
+    /// Decisions taken as faults fire.
+    pub fault_rng: Choices,
+    /// A fuzzer's input steering network and client choices.
+    pub tape: Option<Arc<[u8]>>,
+    /// A scenario's operations per client, instead of the workload's.
+    pub scripts: Option<Vec<ClientScript<M>>>,
+}
+
 /// The state of one run.
 pub(crate) struct World<M: SimMachine> {
     pub config: SimConfig,
@@ -205,8 +218,11 @@ pub(crate) struct World<M: SimMachine> {
     make_machine: Box<dyn Fn(PeerId) -> M>,
     pub workload: Box<dyn Workload<M>>,
     workload_rng: Entropy,
-    client_rng: Entropy,
-    fault_rng: Entropy,
+    client_rng: Choices,
+    fault_rng: Choices,
+    /// A scenario's operations per client, last first (the next one is
+    /// popped); `None`: drawn from the workload as the run goes.
+    scripts: Option<Vec<ClientScript<M>>>,
     now: Instant,
     queue: EventQueue<Event<M>>,
     hosts: Vec<Host<M>>,
@@ -241,9 +257,14 @@ impl<M: SimMachine> World<M> {
         plan: FaultPlan,
         make_machine: Box<dyn Fn(PeerId) -> M>,
         workload: Box<dyn Workload<M>>,
-        fault_rng: Entropy,
         checkpoints: bool,
+        choosing: Choosing<M>,
     ) -> Self {
+        let Choosing {
+            fault_rng,
+            tape,
+            scripts,
+        } = choosing;
         let seed = config.seed;
         let group = GroupConfig::with_voter_count(config.nodes);
         let options = NodeOptions {
@@ -257,7 +278,11 @@ impl<M: SimMachine> World<M> {
             ..NodeOptions::default()
         };
         let network = Network::new(
-            derive_entropy(seed, "network"),
+            Choices::with_tape(
+                derive_entropy(seed, "network"),
+                tape.clone(),
+                Component::Network,
+            ),
             config.latency_min,
             config.latency_max,
         );
@@ -280,8 +305,21 @@ impl<M: SimMachine> World<M> {
             make_machine,
             workload,
             workload_rng: derive_entropy(seed, "workload"),
-            client_rng: derive_entropy(seed, "clients"),
+            client_rng: Choices::with_tape(
+                derive_entropy(seed, "clients"),
+                tape,
+                Component::Clients,
+            ),
             fault_rng,
+            scripts: scripts.map(|scripts| {
+                scripts
+                    .into_iter()
+                    .map(|mut script| {
+                        script.reverse();
+                        script
+                    })
+                    .collect()
+            }),
             now: Instant::ZERO,
             queue: EventQueue::new(),
             hosts: Vec::with_capacity(nodes),
@@ -412,6 +450,11 @@ impl<M: SimMachine> World<M> {
                 }
             }
         }
+    }
+
+    /// The current virtual time.
+    pub(crate) fn now(&self) -> Instant {
+        self.now
     }
 
     /// A machine in its initial state, as every node starts.
@@ -555,14 +598,12 @@ impl<M: SimMachine> World<M> {
             return;
         }
         if self.hosts[position].paused {
-            self.hosts[position]
-                .deferred
-                .push(Event::Deliver {
-                    from,
-                    to,
-                    sent,
-                    frame,
-                });
+            self.hosts[position].deferred.push(Event::Deliver {
+                from,
+                to,
+                sent,
+                frame,
+            });
             return;
         }
         match codec::unseal::<WireFrame<M::Command>>(&frame) {
@@ -1020,6 +1061,19 @@ impl<M: SimMachine> World<M> {
     }
 
     fn start_operation(&mut self, client: usize) {
+        if let Some(scripts) = &mut self.scripts {
+            // A scenario's next operation, at its time; none left: idle.
+            let Some((at, _)) = scripts[client].last() else {
+                return;
+            };
+            let at = Instant::ZERO + *at;
+            if at > self.now {
+                self.schedule_wake(client, at);
+            } else if let Some((_, operation)) = scripts[client].pop() {
+                self.issue(client, operation);
+            }
+            return;
+        }
         let client_number = self.clients[client].id.0;
         let operation = match self
             .workload
@@ -1031,12 +1085,14 @@ impl<M: SimMachine> World<M> {
         self.issue(client, operation);
     }
 
-    /// A read or a write, by the configured read ratio, from the workload.
+    /// A read or a write, by the configured read ratio, from the workload. All
+    /// from the workload's stream, so a scenario (which spells operations out)
+    /// leaves the clients' stream as the seed had it.
     fn draw_operation(&mut self, client_number: u64) -> Operation<M> {
         let read =
-            uniform_u64(&mut self.client_rng, 0, 1000) < u64::from(self.config.read_per_mille);
+            uniform_u64(&mut self.workload_rng, 0, 1000) < u64::from(self.config.read_per_mille);
         if read {
-            let strong = uniform_u64(&mut self.client_rng, 0, 1000)
+            let strong = uniform_u64(&mut self.workload_rng, 0, 1000)
                 >= u64::from(self.config.weak_read_per_mille);
             Operation::Query {
                 query: self.workload.query(&mut self.workload_rng, client_number),

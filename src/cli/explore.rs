@@ -29,14 +29,14 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::workload::{
-    CounterWorkload, KvWorkload, RegisterWorkload, SimMachine, Workload, WorkloadKind,
-};
-use super::{FaultPreset, RunReport, SimConfig, Simulation, reproduce_command};
 use crate::campaign::{
     self, CampaignKey, FailureRecord, Progress, SeedRun, Shard, Summary, Totals,
 };
 use crate::examples::{Counter, KvStore, Register};
+use crate::sim::workload::{
+    CounterWorkload, KvWorkload, RegisterWorkload, SimMachine, Workload, WorkloadKind,
+};
+use crate::sim::{FaultPreset, RunReport, SimConfig, Simulation, reproduce_command};
 
 /// A range of seeds, written `A..B` (B excluded) or a single `A`.
 #[derive(Debug, Clone, PartialEq, Eq)]
