@@ -1,5 +1,5 @@
 # The front door. Each target is a thin line over cargo.
-.PHONY: test lint fmt doc bench bench-engine bench-check explore sim replay bench-sim bench-flaws
+.PHONY: test lint fmt doc bench bench-engine bench-check explore sim replay shrink regress timeline timeline-shot bench-sim bench-flaws
 
 # Every test, every cargo feature (the madsim build is its own target).
 test:
@@ -17,9 +17,32 @@ sim:
 	cargo run --release -- explore --seeds 0..$(SEEDS) --workload counter
 	cargo run --release -- explore --seeds 0..$(SEEDS) --workload register
 
-# One seed again, with its readable trace: make replay SEED=42 ARGS="--faults all".
+# One seed again, with its readable trace: make replay SEED=42 ARGS="--faults all"
+# (or a scenario file: make replay ARGS="--scenario FILE").
 replay:
-	cargo run --release -- replay --seed $(SEED) $(ARGS)
+	cargo run --release --features flaws -- replay $(if $(SEED),--seed $(SEED)) $(ARGS)
+
+# A failing seed reduced to a minimal scenario:
+# make shrink SEED=42 ARGS="--flaw commit-by-counting" (writes shrunk-seed-42.json).
+shrink:
+	cargo run --release --features flaws -- shrink --seed $(SEED) $(ARGS)
+
+# A failing seed, shrunk, kept as a regression test that `cargo test` replays:
+# make regress NAME=lost-commit SEED=42 ARGS="--faults all" COMMENT="what broke".
+regress:
+	cargo run --release --features flaws -- shrink --seed $(SEED) $(ARGS) \
+	  --out corpus/regressions/$(NAME).json --comment "$(or $(COMMENT),$(NAME))"
+
+# One run as an HTML timeline: make timeline SEED=42 ARGS="--faults all".
+timeline:
+	cargo run --release --features flaws -- timeline --seed $(SEED) $(ARGS) --out target/timeline/seed-$(SEED).html
+
+# The timeline of a seed as PNG screenshots (headless chromium:
+# apt-get install -y chromium): make timeline-shot SEED=42.
+timeline-shot:
+	mkdir -p target/timeline
+	cargo run --release --features flaws -- timeline --seed $(SEED) $(ARGS) --out target/timeline/seed-$(SEED).html
+	bash scripts/timeline_shot.sh target/timeline/seed-$(SEED).html target/timeline/seed-$(SEED).png 1600x900 1024x700
 
 lint:
 	cargo fmt --all -- --check
@@ -42,7 +65,8 @@ bench-engine:
 bench-sim:
 	cargo bench --bench sim
 
-# Every planted flaw against explore: seeds and wall time to the first failure.
+# Every planted flaw against explore: seeds to the first failure (median of
+# TRIALS disjoint seed ranges), wall time, and the size of the shrunk failure.
 bench-flaws:
 	cargo build --release --features flaws
 	bash benches/flaws.sh

@@ -1,26 +1,50 @@
 #!/usr/bin/env bash
-# For each planted flaw: how many seeds and how much wall time `quorate explore`
-# needs to find it (stops at the first failing seed; gives up after $SEEDS).
+# For each planted flaw (feature `flaws`): how many seeds `quorate explore`
+# needs to find it, in $TRIALS trials over disjoint seed ranges (the median is
+# the figure), the wall time of a trial, and the size of the failure after
+# `quorate shrink`. Gives up on a trial after $SEEDS seeds.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-SEEDS=${SEEDS:-300}
+SEEDS=${SEEDS:-200}
+TRIALS=${TRIALS:-5}
+FLAWS=${FLAWS:-"commit-by-counting vote-without-log-check reply-before-sync read-without-read-index truncate-committed quorum-of-reachable apply-duplicates"}
 BIN=target/release/quorate
-printf '%-26s %8s %10s  %s\n' flaw seeds wall first-failure
-for flaw in commit-by-counting vote-without-log-check reply-before-sync read-without-read-index \
-            truncate-committed quorum-of-reachable apply-duplicates; do
-  start=$(date +%s.%N)
-  found=""
-  for seed in $(seq 0 $((SEEDS - 1))); do
-    if ! out=$("$BIN" explore --seeds "$seed..$((seed + 1))" --flaw "$flaw" 2>&1); then
-      found=$(printf '%s\n' "$out" | grep -m1 -E '^  \[' | sed 's/^ *//' | cut -c1-100)
-      [ -n "$found" ] || found="failed (see: $BIN explore --seeds $seed..$((seed + 1)) --flaw $flaw)"
-      break
+OUT=target/bench-flaws
+rm -rf "$OUT" && mkdir -p "$OUT"
+
+median() { sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else print a[int((NR + 1) / 2)] }'; }
+now() { date +%s.%N; }
+
+printf '%-24s %7s  %-26s %8s  %-40s %7s\n' flaw median "seeds per trial" "wall" "shrunk to" "shrink"
+for flaw in $FLAWS; do
+  counts=() walls=() first=""
+  for trial in $(seq 0 $((TRIALS - 1))); do
+    start=$((trial * 100000))
+    t0=$(now)
+    out=$("$BIN" explore --seeds "$start..$((start + SEEDS))" --flaw "$flaw" --stop-after 1 \
+          --save-failures "$OUT/$flaw" 2>/dev/null)
+    walls+=("$(echo "$(now) - $t0" | bc)")
+    seed=$(printf '%s\n' "$out" | grep -m1 -oE '^seed [0-9]+ FAILED' | grep -oE '[0-9]+')
+    if [ -n "$seed" ]; then
+      counts+=($((seed - start + 1)))
+      [ -n "$first" ] || first="$OUT/$flaw/seed-$seed.json"
+    else
+      counts+=(">$SEEDS")
     fi
   done
-  wall=$(echo "$(date +%s.%N) - $start" | bc)
-  if [ -n "$found" ]; then
-    printf '%-26s %8d %9.1fs  %s\n' "$flaw" $((seed + 1)) "$wall" "$found"
-  else
-    printf '%-26s %8s %9.1fs  %s\n' "$flaw" ">$SEEDS" "$wall" "not found"
+  # A trial that found nothing counts as more than SEEDS for the median.
+  med=$(printf '%s\n' "${counts[@]}" | sed "s/>$SEEDS/$((SEEDS + 1))/" | median)
+  [ "$med" -gt "$SEEDS" ] 2>/dev/null && med=">$SEEDS"
+  wall=$(printf '%s\n' "${walls[@]}" | median)
+  shrunk="-" shrink_wall="-"
+  if [ -n "$first" ]; then
+    t0=$(now)
+    after=$("$BIN" shrink --scenario "$first" --out "$OUT/$flaw.shrunk.json" \
+            --comment "planted flaw $flaw" 2>/dev/null | grep -m1 '^after:' | sed 's/^after: *//')
+    shrink_wall=$(printf '%.1fs' "$(echo "$(now) - $t0" | bc)")
+    shrunk=${after:-"did not shrink"}
   fi
+  printf '%-24s %7s  %-26s %7.1fs  %-40s %7s\n' "$flaw" "$med" "${counts[*]}" "$wall" "$shrunk" "$shrink_wall"
 done
+echo
+echo "failing scenarios: $OUT/<flaw>/seed-N.json; shrunk: $OUT/<flaw>.shrunk.json"

@@ -199,6 +199,9 @@ pub struct FailureRecord {
     pub reproduce: String,
     /// Its trace hash.
     pub trace_hash: String,
+    /// The scenario file written for it (`explore --save-failures DIR`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
 }
 
 /// Campaign totals.
@@ -252,6 +255,12 @@ impl Summary {
             for failure in failures {
                 let _ = writeln!(out, "  seed {}: {}", failure.seed, failure.message);
                 let _ = writeln!(out, "    reproduce: {}", failure.reproduce);
+                if let Some(scenario) = &failure.scenario {
+                    let _ = writeln!(
+                        out,
+                        "    scenario:  {scenario} (quorate replay --scenario {scenario})"
+                    );
+                }
             }
         }
         let wall = totals.wall_seconds.max(1e-6);

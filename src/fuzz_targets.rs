@@ -6,21 +6,102 @@
 //! A target panics exactly when it has found a bug.
 
 use core::fmt::Debug;
+use core::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::bond::{HandshakeFrame, WireFrame};
 use crate::codec::{self, SEAL_BYTES};
-use crate::examples::{CounterCmd, KvCmd, RegisterCmd};
+use crate::examples::{CounterCmd, KvCmd, KvStore, RegisterCmd};
 use crate::raft::Message;
+use crate::sim::workload::KvWorkload;
+use crate::sim::{FaultPreset, SimConfig, Simulation};
 
 /// A fuzz target: panics on the bytes of a bug.
 pub type Target = fn(&[u8]);
 
 /// Every target by name: the name is its directory under `corpus/fuzz/` and its
 /// binary in `fuzz/fuzz_targets/`.
-pub const TARGETS: &[(&str, Target)] = &[("codec", codec_target)];
+pub const TARGETS: &[(&str, Target)] = &[("codec", codec_target), ("schedule", schedule_target)];
+
+/// Simulated seconds of faults in a `schedule` run (then as many quiet ones).
+const SCHEDULE_SECONDS: u64 = 5;
+
+/// The run a `schedule` input stands for: byte 0 picks 3 or 5 nodes, bytes 1..9
+/// the seed, and the rest is the tape that steers the run's faults, message
+/// fates and client timing (see [`crate::sim::choices`]). A short input is a
+/// valid run: missing bytes fall back to the seed. `configure` may change the
+/// configuration (e.g. switch flaws on) before it runs.
+pub fn schedule_simulation(
+    input: &[u8],
+    configure: impl FnOnce(&mut SimConfig),
+) -> Simulation<KvStore> {
+    let (head, tape) = input.split_at(input.len().min(9));
+    let mut seed = [0u8; 8];
+    for (to, from) in seed.iter_mut().zip(head.iter().skip(1)) {
+        *to = *from;
+    }
+    let mut config = SimConfig::new(u64::from_le_bytes(seed));
+    config.nodes = if head.first().is_some_and(|byte| byte & 1 == 1) {
+        5
+    } else {
+        3
+    };
+    config.clients = 3;
+    config.duration = Duration::from_secs(SCHEDULE_SECONDS);
+    config.quiet_period = Duration::from_secs(SCHEDULE_SECONDS);
+    config.faults = FaultPreset::Swarm;
+    configure(&mut config);
+    Simulation::new(config, KvStore::default, KvWorkload::default()).with_tape(tape)
+}
+
+/// A short 3- or 5-node key-value run steered by the input, every check on;
+/// panics when a check fails, after writing the run's scenario to
+/// `$QUORATE_SCENARIO_DIR` (default `fuzz/artifacts/schedule`). Planted flaws
+/// (feature `flaws`) come from `$QUORATE_FLAWS`, comma-separated names.
+pub fn schedule_target(input: &[u8]) {
+    let report = schedule_simulation(input, flaws_from_env).run();
+    if report.passed() {
+        return;
+    }
+    let mut saved = String::new();
+    if let Some(scenario) = &report.scenario {
+        let directory = std::env::var("QUORATE_SCENARIO_DIR")
+            .unwrap_or_else(|_| "fuzz/artifacts/schedule".to_owned());
+        let path =
+            std::path::Path::new(&directory).join(format!("scenario-{}.json", report.trace_hash));
+        if std::fs::create_dir_all(&directory).is_ok()
+            && std::fs::write(&path, scenario.to_json()).is_ok()
+        {
+            saved = format!("scenario written to {}\n", path.display());
+        }
+    }
+    panic!(
+        "{}{saved}shrink it: quorate shrink --fuzz-input <this input>",
+        report.failure_text()
+    );
+}
+
+/// Switches on the flaws named in `$QUORATE_FLAWS` (feature `flaws`).
+#[cfg_attr(not(feature = "flaws"), allow(clippy::missing_const_for_fn))]
+pub fn flaws_from_env(config: &mut SimConfig) {
+    #[cfg(feature = "flaws")]
+    if let Ok(names) = std::env::var("QUORATE_FLAWS") {
+        for name in names
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+        {
+            match name.parse::<crate::raft::flaws::Flaw>() {
+                Ok(flaw) => config.flaws = config.flaws.with(flaw),
+                Err(message) => panic!("QUORATE_FLAWS: {message}"),
+            }
+        }
+    }
+    #[cfg(not(feature = "flaws"))]
+    let _ = config;
+}
 
 /// Arbitrary bytes decoded as every wire message type, plain and sealed.
 ///

@@ -3,7 +3,10 @@
 //! Subcommands:
 //! * `explore`: a simulation campaign over many seeds (see
 //!   [`quorate::cli::explore`]);
-//! * `replay`: one seed, with its readable trace;
+//! * `replay`: one seed or scenario file, with its readable trace;
+//! * `shrink`: a failing seed, scenario or fuzzer input, reduced to a minimal
+//!   scenario (see [`quorate::cli::shrink`]);
+//! * `timeline`: one run as a self-contained HTML timeline;
 //! * `merge`: the JSON summaries of a sharded campaign as one report (see
 //!   [`quorate::campaign`]);
 //! * `check`: linearizability of recorded histories (see
@@ -18,6 +21,8 @@ use clap::{Parser, Subcommand};
 use quorate::campaign::{MergeArgs, run_merge};
 use quorate::check::cli::{CheckArgs, run_check};
 use quorate::cli::explore::{ExploreArgs, ReplayArgs, run_explore, run_replay};
+use quorate::cli::shrink::{ShrinkArgs, run_shrink};
+use quorate::cli::timeline::{TimelineArgs, run_timeline};
 
 /// quorate: replicated state machines tested by deterministic simulation.
 #[derive(Debug, Parser)]
@@ -31,8 +36,12 @@ struct Cli {
 enum Command {
     /// Run a simulation campaign over many seeds.
     Explore(ExploreArgs),
-    /// Run one seed and print its trace.
+    /// Run one seed (or scenario file) and print its trace.
     Replay(ReplayArgs),
+    /// Reduce a failing seed, scenario or fuzzer input to a minimal scenario.
+    Shrink(ShrinkArgs),
+    /// Write one run as a self-contained HTML timeline.
+    Timeline(TimelineArgs),
     /// Combine the JSON summaries of a sharded campaign into one report.
     Merge(MergeArgs),
     /// Check recorded histories for linearizability.
@@ -44,7 +53,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Explore(_) | Command::Replay(_)) {
+    if matches!(
+        cli.command,
+        Command::Explore(_) | Command::Replay(_) | Command::Shrink(_) | Command::Timeline(_)
+    ) {
         // RUST_LOG=quorate=debug shows the simulated trace, virtual time as a field.
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -67,6 +79,8 @@ fn main() -> ExitCode {
         ),
         Command::Merge(args) => run_merge(args, &mut std::io::stdout(), &mut std::io::stderr()),
         Command::Replay(args) => run_replay(args, &mut std::io::stdout()),
+        Command::Shrink(args) => run_shrink(args, &mut std::io::stdout()),
+        Command::Timeline(args) => run_timeline(args, &mut std::io::stdout()),
         Command::Check(args) => {
             run_check(args, &clock, &mut std::io::stdout(), &mut std::io::stderr())
         }

@@ -5,7 +5,9 @@
 //!                 [--faults none|network|partitions|crashes|pauses|mismatch|all|swarm]
 //!                 [--duration SECS] [--quiet SECS]
 //!                 [--jobs N] [--shard I/N] [--summary FILE]
+//!                 [--save-failures DIR]
 //! quorate replay  --seed N [same options] [--history FILE]
+//! quorate replay  --scenario FILE [--without-flaws] [--history FILE]
 //! ```
 //!
 //! `explore` runs a campaign and prints a summary: seeds run, failures grouped
@@ -25,7 +27,7 @@ use core::ops::{ControlFlow, Range};
 use core::str::FromStr;
 use core::time::Duration;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -33,6 +35,7 @@ use crate::campaign::{
     self, CampaignKey, FailureRecord, Progress, SeedRun, Shard, Summary, Totals,
 };
 use crate::examples::{Counter, KvStore, Register};
+use crate::sim::scenario::Scenario;
 use crate::sim::workload::{
     CounterWorkload, KvWorkload, RegisterWorkload, SimMachine, Workload, WorkloadKind,
 };
@@ -138,17 +141,160 @@ pub struct ExploreArgs {
     /// Write a JSON summary of the campaign here (for `quorate merge`).
     #[arg(long)]
     pub summary: Option<PathBuf>,
+    /// Write the scenario of every failing seed here, as `seed-N.json`
+    /// (replay with `quorate replay --scenario`, shrink with `quorate shrink`).
+    #[arg(long, value_name = "DIR")]
+    pub save_failures: Option<PathBuf>,
+    /// Stop after this many failing seeds.
+    #[arg(long, value_name = "N")]
+    pub stop_after: Option<u64>,
+}
+
+/// Which run: a seed with the cluster options, or a scenario file.
+#[derive(Debug, Clone, Args)]
+pub struct RunSource {
+    /// The seed to run.
+    #[arg(long, conflicts_with = "scenario")]
+    pub seed: Option<u64>,
+    /// A scenario file to run instead of a seed (written by `explore
+    /// --save-failures`, `shrink`, or by hand); its own settings replace the
+    /// cluster options.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// The cluster, workload and faults of `--seed` (as the failing run had them).
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// A run to do: a seed of the cluster options, or a scenario.
+#[derive(Debug, Clone)]
+pub enum Subject {
+    /// A seed.
+    Seed(u64),
+    /// A scenario, read from a file.
+    Scenario(Box<Scenario>),
+}
+
+impl RunSource {
+    /// The seed or the scenario file's contents.
+    ///
+    /// # Errors
+    ///
+    /// If neither (or both) is given, or the scenario file cannot be read.
+    pub fn subject(&self) -> Result<Subject, String> {
+        match (self.seed, &self.scenario) {
+            (Some(seed), None) => Ok(Subject::Seed(seed)),
+            (None, Some(path)) => Ok(Subject::Scenario(Box::new(load_scenario(path)?))),
+            _ => Err("give a seed (--seed N) or a scenario file (--scenario FILE)".into()),
+        }
+    }
+}
+
+/// Reads a scenario file.
+///
+/// # Errors
+///
+/// If the file cannot be read or is not a valid scenario; the message names
+/// the file and the problem.
+pub fn load_scenario(path: &Path) -> Result<Scenario, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    Scenario::from_json(&text).map_err(|error| format!("{}: {error}", path.display()))
+}
+
+/// Writes a scenario file (creating its directory).
+///
+/// # Errors
+///
+/// If it cannot be written; the message names the file.
+pub fn save_scenario(path: &Path, scenario: &Scenario) -> Result<(), String> {
+    if let Some(directory) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(directory)
+            .map_err(|error| format!("cannot create {}: {error}", directory.display()))?;
+    }
+    std::fs::write(path, scenario.to_json())
+        .map_err(|error| format!("cannot write {}: {error}", path.display()))
+}
+
+/// What to keep of a run besides its verdict.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Keep {
+    /// Every trace event (for the readable replay and the timeline).
+    pub trace: bool,
+    /// The client history as Jepsen EDN.
+    pub history_edn: bool,
+    /// The scenario, even if the run passes.
+    pub scenario: bool,
+}
+
+/// Runs `subject`: a seed of `cluster`, or a scenario.
+///
+/// # Errors
+///
+/// If the cluster options are invalid or the scenario cannot run here.
+pub fn run_subject(
+    cluster: &ClusterArgs,
+    subject: &Subject,
+    keep: Keep,
+) -> Result<RunReport, String> {
+    match subject {
+        Subject::Seed(seed) => run_builtin_kept(cluster, *seed, keep),
+        Subject::Scenario(scenario) => run_scenario(scenario, keep),
+    }
+}
+
+/// Runs a scenario of a built-in workload (`counter`, `register`, `kv`).
+///
+/// # Errors
+///
+/// If the workload is not built in, or the scenario does not fit it.
+pub fn run_scenario(scenario: &Scenario, keep: Keep) -> Result<RunReport, String> {
+    fn with<M: SimMachine>(
+        scenario: &Scenario,
+        keep: Keep,
+        make: fn() -> M,
+        workload: impl Workload<M> + 'static,
+    ) -> Result<RunReport, String> {
+        let simulation = Simulation::from_scenario(scenario, move |_| make(), workload)
+            .map_err(|error| error.to_string())?;
+        Ok(finish(simulation, keep))
+    }
+    match scenario.workload.parse::<WorkloadKind>() {
+        Ok(WorkloadKind::Counter) => with(scenario, keep, Counter::default, CounterWorkload),
+        Ok(WorkloadKind::Register) => with(scenario, keep, Register::default, RegisterWorkload),
+        Ok(WorkloadKind::Kv) => with(scenario, keep, KvStore::default, KvWorkload::default()),
+        Err(_) => Err(format!(
+            "the scenario's workload {:?} is not built in (counter, register, kv); run it \
+             from your own test with Simulation::from_scenario",
+            scenario.workload
+        )),
+    }
+}
+
+fn finish<M: SimMachine>(simulation: Simulation<M>, keep: Keep) -> RunReport {
+    let mut simulation = simulation.recording_trace(keep.trace);
+    if keep.history_edn {
+        simulation = simulation.with_history_edn();
+    }
+    if keep.scenario {
+        simulation = simulation.with_scenario();
+    }
+    simulation.run()
 }
 
 /// `quorate replay`.
 #[derive(Debug, Clone, Args)]
 pub struct ReplayArgs {
-    /// The seed to run.
-    #[arg(long)]
-    pub seed: u64,
-    /// The cluster, workload and faults (as the failing run had them).
+    /// A seed and its cluster options, or a scenario file.
     #[command(flatten)]
-    pub cluster: ClusterArgs,
+    pub source: RunSource,
+    /// Run a scenario with its planted flaws switched off (to see it pass once
+    /// the bug is gone).
+    #[arg(long)]
+    pub without_flaws: bool,
     /// Print only the summary, not every trace event.
     #[arg(long)]
     pub brief: bool,
@@ -170,29 +316,30 @@ pub fn run_builtin(
     record_trace: bool,
     history_edn: bool,
 ) -> Result<RunReport, String> {
-    let mut config = cluster.config(seed)?;
-    config.record_trace = record_trace;
+    let keep = Keep {
+        trace: record_trace,
+        history_edn,
+        scenario: false,
+    };
+    run_builtin_kept(cluster, seed, keep)
+}
+
+fn run_builtin_kept(cluster: &ClusterArgs, seed: u64, keep: Keep) -> Result<RunReport, String> {
+    let config = cluster.config(seed)?;
     Ok(match cluster.workload {
-        WorkloadKind::Counter => simulate(config, history_edn, Counter::default, CounterWorkload),
-        WorkloadKind::Register => {
-            simulate(config, history_edn, Register::default, RegisterWorkload)
-        }
-        WorkloadKind::Kv => simulate(config, history_edn, KvStore::default, KvWorkload::default()),
+        WorkloadKind::Counter => simulate(config, keep, Counter::default, CounterWorkload),
+        WorkloadKind::Register => simulate(config, keep, Register::default, RegisterWorkload),
+        WorkloadKind::Kv => simulate(config, keep, KvStore::default, KvWorkload::default()),
     })
 }
 
 fn simulate<M: SimMachine>(
     config: SimConfig,
-    history_edn: bool,
+    keep: Keep,
     make: fn() -> M,
     workload: impl Workload<M> + 'static,
 ) -> RunReport {
-    let simulation = Simulation::new(config, make, workload);
-    if history_edn {
-        simulation.with_history_edn().run()
-    } else {
-        simulation.run()
-    }
+    finish(Simulation::new(config, make, workload), keep)
 }
 
 /// The summary's record of what `explore` ran: shards of one campaign have
@@ -288,6 +435,22 @@ pub fn run_explore(
                 if !report.passed() {
                     display.borrow_mut().clear();
                     let _ = writeln!(out, "\n{}", report.failure_text());
+                    let scenario = match (&args.save_failures, &report.scenario) {
+                        (Some(directory), Some(scenario)) => {
+                            let path = directory.join(format!("seed-{seed}.json"));
+                            match save_scenario(&path, scenario) {
+                                Ok(()) => {
+                                    let _ = writeln!(out, "  scenario: {}", path.display());
+                                    Some(path.display().to_string())
+                                }
+                                Err(message) => {
+                                    error = Some(message);
+                                    return ControlFlow::Break(());
+                                }
+                            }
+                        }
+                        _ => None,
+                    };
                     summary.totals.failed += 1;
                     summary.failures.push(FailureRecord {
                         seed,
@@ -299,9 +462,16 @@ pub fn run_explore(
                             .unwrap_or_default(),
                         reproduce: reproduce_command(&report.config, &report.workload),
                         trace_hash: report.trace_hash.clone(),
+                        scenario,
                     });
                 }
                 counts.set((summary.totals.seeds, summary.totals.failed));
+                if args
+                    .stop_after
+                    .is_some_and(|failures| summary.totals.failed >= failures)
+                {
+                    return ControlFlow::Break(());
+                }
                 display
                     .borrow_mut()
                     .update(clock(), summary.totals.seeds, summary.totals.failed);
@@ -332,12 +502,20 @@ pub fn run_explore(
 
 /// Runs `quorate replay`; returns the exit status.
 pub fn run_replay(args: &ReplayArgs, out: &mut dyn Write) -> i32 {
-    let report = match run_builtin(
-        &args.cluster,
-        args.seed,
-        !args.brief,
-        args.history.is_some(),
-    ) {
+    let keep = Keep {
+        trace: !args.brief,
+        history_edn: args.history.is_some(),
+        scenario: false,
+    };
+    let subject = args.source.subject().map(|subject| match subject {
+        Subject::Scenario(mut scenario) if args.without_flaws => {
+            scenario.flaws.clear();
+            Subject::Scenario(scenario)
+        }
+        subject => subject,
+    });
+    let report = match subject.and_then(|subject| run_subject(&args.source.cluster, &subject, keep))
+    {
         Ok(report) => report,
         Err(message) => {
             let _ = writeln!(out, "error: {message}");
@@ -362,7 +540,7 @@ pub fn run_replay(args: &ReplayArgs, out: &mut dyn Write) -> i32 {
     let _ = writeln!(
         out,
         "\nseed {}: {} trace events, trace hash {}, {} operations ({} ok), faults: {}",
-        args.seed,
+        report.config.seed,
         report.trace_events,
         report.trace_hash,
         report.operations.0,

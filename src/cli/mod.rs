@@ -5,3 +5,5 @@
 //! [`crate::sim`] ever does.
 
 pub mod explore;
+pub mod shrink;
+pub mod timeline;

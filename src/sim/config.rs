@@ -202,6 +202,7 @@ impl FaultPlan {
 
 /// The named fault presets of `quorate explore --faults`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FaultPreset {
     /// No faults.
     None,

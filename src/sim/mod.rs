@@ -41,6 +41,7 @@ mod queue;
 pub mod runner;
 pub mod scenario;
 pub mod seconds;
+pub mod shrink;
 pub mod timeline;
 pub mod trace;
 pub mod workload;
@@ -125,6 +126,9 @@ pub struct RunReport {
     /// The strong client operations as Jepsen EDN, if asked for
     /// ([`Simulation::with_history_edn`]).
     pub history_edn: Option<String>,
+    /// Whether the run came from a scenario (so a seed alone does not
+    /// reproduce it).
+    pub scripted: bool,
     /// The run as a scenario file: kept when the run failed, or when asked for
     /// ([`Simulation::with_scenario`]). Replaying it gives this run's trace.
     pub scenario: Option<Scenario>,
@@ -181,11 +185,18 @@ impl RunReport {
             let _ = writeln!(text, "    {event}");
         }
         let _ = writeln!(text, "  trace hash {}", self.trace_hash);
-        let _ = writeln!(
-            text,
-            "  reproduce: {}",
-            reproduce_command(&self.config, &self.workload)
-        );
+        if self.scripted {
+            let _ = writeln!(
+                text,
+                "  reproduce: quorate replay --scenario FILE (the scenario this run came from)"
+            );
+        } else {
+            let _ = writeln!(
+                text,
+                "  reproduce: {}",
+                reproduce_command(&self.config, &self.workload)
+            );
+        }
         text
     }
 }
@@ -319,6 +330,7 @@ impl<M: SimMachine> Simulation<M> {
                 linearizability_unknown: None,
                 leaders: Vec::new(),
                 history_edn: None,
+                scripted: false,
                 scenario: None,
                 client_operations: Vec::new(),
             }
@@ -337,6 +349,7 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
         script,
         tape,
     } = simulation;
+    let scripted = script.is_some();
     let (plan, schedule, mismatch, scripts) = match script {
         Some(script) => (
             script.plan,
@@ -404,7 +417,26 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
             message,
             at: Some(world.now()),
         });
-        return report_after_panic(config, workload_name, faults, violations, recorder, &world);
+        let scenario = scenario_of(recorder, &world);
+        return report_stopped_early(
+            config,
+            (workload_name, faults, scripted),
+            violations,
+            scenario,
+            &world,
+        );
+    }
+    if !violations.is_empty() {
+        // The run stopped at a safety violation: the end-of-run checks would
+        // only report its consequences.
+        let scenario = scenario_of(recorder, &world);
+        return report_stopped_early(
+            config,
+            (workload_name, faults, scripted),
+            violations,
+            scenario,
+            &world,
+        );
     }
     for (check, message) in world.final_checks() {
         violations.push(Violation {
@@ -455,6 +487,7 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
         Vec::new()
     };
     RunReport {
+        scripted,
         scenario,
         client_operations,
         workload: workload_name,
@@ -495,16 +528,15 @@ fn scenario_of<M: SimMachine>(recorder: Recorder, world: &World<M>) -> Option<Sc
     recorder.operations(operations).ok()
 }
 
-/// The report of a run that panicked: what is known, and the scenario.
-fn report_after_panic<M: SimMachine>(
+/// The report of a run that stopped at a safety violation or a panic: what
+/// is known, and the scenario.
+fn report_stopped_early<M: SimMachine>(
     config: SimConfig,
-    workload: String,
-    faults: String,
+    (workload, faults, scripted): (String, String, bool),
     violations: Vec<Violation>,
-    recorder: Recorder,
+    scenario: Option<Scenario>,
     world: &World<M>,
 ) -> RunReport {
-    let scenario = scenario_of(recorder, world);
     RunReport {
         workload,
         faults,
@@ -520,6 +552,7 @@ fn report_after_panic<M: SimMachine>(
         linearizability_unknown: None,
         leaders: world.leaders(),
         history_edn: None,
+        scripted,
         scenario,
         client_operations: if config.record_trace {
             world.history.summaries()

@@ -50,9 +50,10 @@ pub fn reproduce_command(config: &SimConfig, workload: &str) -> String {
         }
     }
     format!(
-        "cargo run --release{features} -- replay --seed {} --nodes {} --workload {} --faults {} --duration {} --quiet {}{flaws}",
+        "cargo run --release{features} -- replay --seed {} --nodes {} --clients {} --workload {} --faults {} --duration {} --quiet {}{flaws}",
         config.seed,
         config.nodes,
+        config.clients,
         workload,
         config.faults,
         config.duration.as_secs_f64(),

@@ -520,6 +520,17 @@ impl Recorder {
     }
 }
 
+/// Scenarios for other modules' tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A scenario of `config` and `plan` with no faults and no operations.
+    pub(crate) fn empty(config: &SimConfig, plan: &FaultPlan) -> Scenario {
+        Recorder::new(config, "kv".into(), plan, &[], None, None).scenario
+    }
+}
+
 /// Lower-case hex.
 pub fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()

@@ -527,6 +527,11 @@ impl<M: SimMachine> World<M> {
             self.now = time;
             self.stats.events += 1;
             self.handle(event);
+            if !self.violations.is_empty() {
+                // A broken invariant poisons all that follows (diverged logs
+                // grow without bound): stop at the first, as it is the finding.
+                return;
+            }
         }
         self.now = end;
         self.stats.simulated = end.saturating_since(Instant::ZERO);
