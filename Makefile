@@ -112,10 +112,16 @@ bench-drivers:
 # seed corpus: make fuzz TARGET=codec SECS=300. New inputs go to
 # fuzz/corpus/$(TARGET) (ignored), crashes to fuzz/artifacts/$(TARGET); copy a
 # crash into corpus/fuzz/$(TARGET)/ once fixed so `cargo test` keeps it fixed.
+# TARGET=schedule steers whole simulated runs; FLAWS=name,... plants bugs for
+# it to find; a crash's scenario lands in fuzz/artifacts/schedule-scenarios/;
+# `quorate shrink --fuzz-input CRASH --flaw NAME` makes it a small scenario.
 .PHONY: fuzz
 TARGET ?= codec
 SECS ?= 300
+FLAWS ?=
 fuzz:
 	@cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 	mkdir -p fuzz/corpus/$(TARGET)
-	cd fuzz && cargo +nightly fuzz run $(TARGET) corpus/$(TARGET) ../corpus/fuzz/$(TARGET) -- -max_total_time=$(SECS)
+	cd fuzz && QUORATE_FLAWS=$(FLAWS) QUORATE_SCENARIO_DIR=$(CURDIR)/fuzz/artifacts/$(TARGET)-scenarios \
+	  cargo +nightly fuzz run $(TARGET) corpus/$(TARGET) ../corpus/fuzz/$(TARGET) -- \
+	  -max_total_time=$(SECS) -max_len=8192

@@ -58,7 +58,7 @@ pub fn schedule_simulation(
 
 /// A short 3- or 5-node key-value run steered by the input, every check on;
 /// panics when a check fails, after writing the run's scenario to
-/// `$QUORATE_SCENARIO_DIR` (default `fuzz/artifacts/schedule`). Planted flaws
+/// `$QUORATE_SCENARIO_DIR` (default `fuzz/artifacts/schedule-scenarios`). Planted flaws
 /// (feature `flaws`) come from `$QUORATE_FLAWS`, comma-separated names.
 pub fn schedule_target(input: &[u8]) {
     let report = schedule_simulation(input, flaws_from_env).run();
@@ -68,7 +68,7 @@ pub fn schedule_target(input: &[u8]) {
     let mut saved = String::new();
     if let Some(scenario) = &report.scenario {
         let directory = std::env::var("QUORATE_SCENARIO_DIR")
-            .unwrap_or_else(|_| "fuzz/artifacts/schedule".to_owned());
+            .unwrap_or_else(|_| "fuzz/artifacts/schedule-scenarios".to_owned());
         let path =
             std::path::Path::new(&directory).join(format!("scenario-{}.json", report.trace_hash));
         if std::fs::create_dir_all(&directory).is_ok()
