@@ -9,8 +9,8 @@
 //! ```
 //!
 //! The engine (`crate::raft`) touches none of these directly: it takes `now` and
-//! its RNG as arguments and returns effects, and [`Driver`] glue in `raft::io`
-//! turns effects into calls on an [`Env`]. Code in `raft/`, `machine/`, `log/`,
+//! its RNG as arguments and returns effects, and a driver (the simulator's world,
+//! or the runtime's node task) turns effects into calls on an [`Env`]. Code in `raft/`, `machine/`, `log/`,
 //! `sim/` and `check/` never reads real time or OS entropy.
 
 use core::fmt;

@@ -58,7 +58,7 @@
 //! ```
 //!
 //! The layout follows the rooms of the design: [`machine`] (what users
-//! implement), [`log`] (storage), [`raft`] (the engine), [`env`] (the seam
+//! implement), [`log`] (storage), [`raft`] (the engine), [`env`](mod@env) (the seam
 //! between the engine and the world), [`codec`] (the wire and disk encoding)
 //! and [`id`] (identities); [`check`] judges recorded histories (linearizability).
 

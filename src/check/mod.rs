@@ -1,7 +1,7 @@
 //! Linearizability checking of recorded histories.
 //!
-//! A [`History`](history::History) of operations is checked against a
-//! [`Model`](model::Model), a sequential specification: is there one order
+//! A [`history::History`] of operations is checked against a
+//! [`model::Model`], a sequential specification: is there one order
 //! of the operations, consistent with real time, that the model allows?
 //!
 //! * [`history`]: operations with a client, input, call time and outcome

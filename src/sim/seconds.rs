@@ -16,7 +16,7 @@ pub fn format(duration: Duration) -> String {
     format!("{}.{}s", duration.as_secs(), fraction.trim_end_matches('0'))
 }
 
-/// Parses what [`format`] writes (the `s` is optional).
+/// Parses what [`format()`] writes (the `s` is optional).
 ///
 /// # Errors
 ///
@@ -38,7 +38,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     Ok(Duration::new(seconds, nanos))
 }
 
-/// Serde: writes [`format`].
+/// Serde: writes [`format()`].
 ///
 /// # Errors
 ///
