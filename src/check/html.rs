@@ -34,7 +34,8 @@ struct Placement {
     failing: bool,
 }
 
-fn escape(text: &str) -> String {
+/// Escapes text for HTML content and attribute values.
+pub(crate) fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

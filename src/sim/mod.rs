@@ -417,18 +417,10 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
             message,
             at: Some(world.now()),
         });
-        let scenario = scenario_of(recorder, &world);
-        return report_stopped_early(
-            config,
-            (workload_name, faults, scripted),
-            violations,
-            scenario,
-            &world,
-        );
     }
     if !violations.is_empty() {
-        // The run stopped at a safety violation: the end-of-run checks would
-        // only report its consequences.
+        // The run stopped at a safety violation or a panic: the end-of-run
+        // checks would only report its consequences.
         let scenario = scenario_of(recorder, &world);
         return report_stopped_early(
             config,

@@ -1,4 +1,4 @@
-//! The timeline view of one run: a self-contained HTML file (issue 7).
+//! The timeline view of one run: a self-contained HTML file.
 //!
 //! One lane per node shows its role and term over virtual time (each leader
 //! term in its own colour, downtime hatched, pauses shaded); a band below shows
@@ -24,6 +24,7 @@ use serde::Serialize;
 
 use super::trace::{TraceEvent, What};
 use super::{ClientOperation, RunReport, Violation};
+use crate::check::html::escape as escape_html;
 use crate::env::Instant;
 use crate::raft::Role;
 
@@ -84,22 +85,6 @@ pub fn render(report: &RunReport, title: &str) -> String {
          </body>\n</html>\n",
         title = escape_html(title),
     )
-}
-
-/// Escapes text for HTML content and attribute values.
-fn escape_html(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            _ => escaped.push(c),
-        }
-    }
-    escaped
 }
 
 /// JSON made safe inside a `<script>` element: no `<` can close it or open a
