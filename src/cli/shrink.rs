@@ -18,7 +18,7 @@ use clap::Args;
 
 use super::explore::{Keep, RunSource, run_scenario, run_subject, save_scenario};
 use crate::sim::scenario::Scenario;
-use crate::sim::shrink::shrink;
+use crate::sim::shrink::{Failure, shrink};
 
 /// `quorate shrink`.
 #[derive(Debug, Clone, Args)]
@@ -98,7 +98,12 @@ pub fn run_shrink(args: &ShrinkArgs, out: &mut dyn Write) -> i32 {
     );
     let mut error = None;
     let mut run = |candidate: &Scenario| match run_scenario(candidate, Keep::default()) {
-        Ok(report) => report.failed_check().map(str::to_owned),
+        Ok(report) => report.violations.first().map(|violation| Failure {
+            check: violation.check.clone(),
+            at: violation
+                .at
+                .map(|at| at.saturating_since(crate::env::Instant::ZERO)),
+        }),
         Err(message) => {
             error.get_or_insert(message);
             None

@@ -63,6 +63,13 @@ impl Choices {
         }
     }
 
+    /// Replaces the seeded stream, keeping the place on the tape: a fault's
+    /// decisions come from a stream of its own, so removing one fault (as
+    /// shrinking does) leaves the others' decisions as they were.
+    pub fn reseed(&mut self, seeded: Entropy) {
+        self.seeded = seeded;
+    }
+
     fn tape_byte(&mut self) -> Option<u8> {
         let byte = *self.tape.as_ref()?.get(self.next)?;
         self.next += COMPONENTS;

@@ -51,9 +51,21 @@ pub enum FaultAction {
         /// Messages it sends before crashing.
         messages: u32,
     },
-    /// The next node to grant a vote crashes right after its answer leaves (a
-    /// vote that was not durable is then forgotten).
+    /// The next node to grant a vote crashes right after its answer leaves,
+    /// losing what it had not synced, and restarts at once: a vote that was
+    /// not durable is forgotten while its candidate's election is still on.
     CrashNextVoter,
+    /// Leader churn, the generator of the Figure 8 scenarios: each of the next
+    /// `rounds` leaders crashes after sending a few messages (its first
+    /// entries reach some followers, not all) and restarts shortly after, so
+    /// old leaders come back with entries of old terms while new ones write
+    /// over them.
+    LeaderChurn {
+        /// How many leaders in a row.
+        rounds: u32,
+    },
+    /// Restart a given node, if it is down.
+    Restart(PeerId),
     /// Pause a node: it processes nothing until resumed.
     Pause(Target),
     /// Resume the node that has been paused longest.
@@ -80,6 +92,10 @@ impl fmt::Display for FaultAction {
                 write!(f, "crash the next leader after {messages} messages")
             }
             Self::CrashNextVoter => f.write_str("crash the next node to grant a vote"),
+            Self::LeaderChurn { rounds } => {
+                write!(f, "leader churn: crash the next {rounds} leaders")
+            }
+            Self::Restart(node) => write!(f, "restart {node}"),
             Self::Pause(target) => write!(f, "pause {target}"),
             Self::ResumeOldest => f.write_str("resume"),
             Self::Clock {
@@ -165,10 +181,13 @@ pub fn schedule(
                 });
             }
             1 => {
-                let crash = match uniform_u64(rng, 0, 3) {
+                let crash = match uniform_u64(rng, 0, 4) {
                     0 => FaultAction::Crash(target),
                     1 => FaultAction::CrashNextLeader {
                         messages: uniform_u64(rng, 0, 12) as u32,
+                    },
+                    2 => FaultAction::LeaderChurn {
+                        rounds: uniform_u64(rng, 3, 10) as u32,
                     },
                     _ => FaultAction::CrashNextVoter,
                 };

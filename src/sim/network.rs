@@ -125,12 +125,15 @@ impl Network {
     }
 
     /// Installs a partition among `nodes`; `leader` is the current leader, if any.
-    /// Returns a description of the cut.
+    /// Its shape is drawn from `rng` (the fault's stream, so that adding or
+    /// removing a partition leaves every message's fate as it was). Returns a
+    /// description of the cut.
     pub(crate) fn partition(
         &mut self,
         kind: &PartitionKind,
         nodes: &[PeerId],
         leader: Option<PeerId>,
+        rng: &mut Choices,
     ) -> String {
         self.blocked.clear();
         let count = nodes.len();
@@ -139,12 +142,12 @@ impl Network {
         }
         let mut shuffled = nodes.to_vec();
         for position in (1..count).rev() {
-            let other = uniform_u64(&mut self.rng, 0, position as u64 + 1) as usize;
+            let other = uniform_u64(rng, 0, position as u64 + 1) as usize;
             shuffled.swap(position, other);
         }
         match kind {
             PartitionKind::Halves => {
-                let split = uniform_u64(&mut self.rng, 1, count as u64) as usize;
+                let split = uniform_u64(rng, 1, count as u64) as usize;
                 let (left, right) = shuffled.split_at(split);
                 self.cut_between(left, right);
                 format!("halves {left:?} | {right:?}")

@@ -30,23 +30,41 @@ pub struct Shrunk {
     pub budget_exhausted: bool,
 }
 
+/// How a run failed: its first failed check, and when, if the check fired
+/// during the run (safety) rather than at its end (liveness, linearizability).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The check's name.
+    pub check: String,
+    /// When it fired, from the start of the run.
+    pub at: Option<Duration>,
+}
+
 /// Shrinks `failing`, which fails check `check` when run by `run`. `run`
-/// returns the first failed check of a scenario's run, or `None` if it passed.
-/// At most `runs_max` runs.
+/// returns how a scenario's run failed, or `None` if it passed. At most
+/// `runs_max` runs.
 pub fn shrink(
     failing: Scenario,
     check: &str,
     runs_max: usize,
-    run: &mut dyn FnMut(&Scenario) -> Option<String>,
+    run: &mut dyn FnMut(&Scenario) -> Option<Failure>,
 ) -> Shrunk {
     let mut shrinker = Shrinker {
         best: failing,
         check: check.to_owned(),
+        failed_at: None,
         steps: Vec::new(),
         runs: 0,
         runs_max,
         run,
     };
+    // The failing run once more, for when it fails: a run stops at its first
+    // safety violation, so what comes after it can go at once.
+    shrinker.runs += 1;
+    shrinker.failed_at = (shrinker.run)(&shrinker.best)
+        .filter(|failure| failure.check == check)
+        .and_then(|failure| failure.at);
+    shrinker.cut_after_failure();
     loop {
         let before = shrinker.steps.len();
         shrinker.shorten();
@@ -71,10 +89,12 @@ pub fn shrink(
 struct Shrinker<'a> {
     best: Scenario,
     check: String,
+    /// When the best scenario's run fails, if during the run.
+    failed_at: Option<Duration>,
     steps: Vec<String>,
     runs: usize,
     runs_max: usize,
-    run: &'a mut dyn FnMut(&Scenario) -> Option<String>,
+    run: &'a mut dyn FnMut(&Scenario) -> Option<Failure>,
 }
 
 impl Shrinker<'_> {
@@ -88,18 +108,45 @@ impl Shrinker<'_> {
             return false;
         }
         self.runs += 1;
-        let failed = (self.run)(&candidate);
-        if failed.as_deref() == Some(self.check.as_str()) {
-            self.steps.push(step());
-            self.best = candidate;
-            true
-        } else {
-            false
+        match (self.run)(&candidate) {
+            Some(failure) if failure.check == self.check => {
+                self.steps.push(step());
+                self.best = candidate;
+                self.failed_at = failure.at;
+                true
+            }
+            _ => false,
         }
+    }
+
+    /// Ends the run just after its failure, with a short quiet period: the
+    /// run stops there, so later faults and operations never mattered.
+    fn cut_after_failure(&mut self) {
+        let Some(at) = self.failed_at else {
+            return;
+        };
+        let cut = at + Duration::from_millis(1);
+        let (duration, quiet) = (self.best.duration, self.best.quiet_period);
+        let mut candidate = self.best.clone();
+        if cut < duration {
+            cut_at(&mut candidate, cut);
+        }
+        candidate.quiet_period = quiet.min(Duration::from_secs(1));
+        self.try_candidate(candidate, || {
+            format!(
+                "cut after the failure at {}: duration {} -> {}, quiet period {} -> {}",
+                seconds::format(at),
+                seconds::format(duration),
+                seconds::format(cut.min(duration)),
+                seconds::format(quiet),
+                seconds::format(quiet.min(Duration::from_secs(1)))
+            )
+        });
     }
 
     /// A shorter run: the faults and operations past the new end go with it.
     fn shorten(&mut self) {
+        self.cut_after_failure();
         loop {
             let duration = self.best.duration;
             let shorter = [1, 2, 4, 6].into_iter().find_map(|eighths| {
@@ -157,8 +204,27 @@ impl Shrinker<'_> {
         }
     }
 
-    /// Fewer clients: the operations of the last clients go.
+    /// Fewer clients: the operations of the last clients go; then each
+    /// remaining client's operations, one client at a time.
     fn fewer_clients(&mut self) {
+        self.halve_clients();
+        for client in (1..=self.best.clients).rev() {
+            if !self.best.operations.iter().any(|op| op.client == client) {
+                continue;
+            }
+            let mut candidate = self.best.clone();
+            candidate
+                .operations
+                .retain(|operation| operation.client != client);
+            let before = self.best.operations.len();
+            let left = candidate.operations.len();
+            self.try_candidate(candidate, || {
+                format!("operations {before} -> {left} (all of client {client}'s)")
+            });
+        }
+    }
+
+    fn halve_clients(&mut self) {
         while self.best.clients > 1 {
             let clients = self.best.clients;
             let fewer = clients / 2;
@@ -344,6 +410,13 @@ mod tests {
         scenario
     }
 
+    fn failure(check: &str) -> Failure {
+        Failure {
+            check: check.to_owned(),
+            at: None,
+        }
+    }
+
     fn has_command(scenario: &Scenario, value: u64) -> bool {
         scenario
             .operations
@@ -359,14 +432,14 @@ mod tests {
                 fault.action == FaultAction::Crash(Target::Node(crate::id::PeerId(3)))
             });
             (has_command(scenario, 17) && has_command(scenario, 120) && crash3)
-                .then(|| "safety".to_owned())
+                .then(|| failure("safety"))
         };
         let original = scenario(12, 200);
         let shrunk = shrink(original.clone(), "safety", 10_000, &mut run);
         assert_eq!(shrunk.scenario.operations.len(), 2, "{:?}", shrunk.steps);
         assert_eq!(shrunk.scenario.faults.len(), 1, "{:?}", shrunk.steps);
         assert!(!shrunk.budget_exhausted);
-        assert_eq!(run(&shrunk.scenario).as_deref(), Some("safety"));
+        assert_eq!(run(&shrunk.scenario), Some(failure("safety")));
         // Deterministic: the same input, the same result.
         let again = shrink(original, "safety", 10_000, &mut run);
         assert_eq!(again.scenario, shrunk.scenario);
@@ -379,14 +452,11 @@ mod tests {
         let original = scenario(3, 10);
         let full = original.clone();
         let mut run = |scenario: &Scenario| {
-            Some(
-                if *scenario == full {
-                    "safety"
-                } else {
-                    "liveness"
-                }
-                .to_owned(),
-            )
+            Some(failure(if *scenario == full {
+                "safety"
+            } else {
+                "liveness"
+            }))
         };
         let shrunk = shrink(original.clone(), "safety", 1_000, &mut run);
         assert_eq!(shrunk.scenario, original);
@@ -397,6 +467,7 @@ mod tests {
     fn the_budget_bounds_the_runs() {
         let mut run = |_: &Scenario| None;
         let shrunk = shrink(scenario(20, 300), "safety", 25, &mut run);
+        // One run to confirm the failure, then the budget's worth of candidates.
         assert_eq!(shrunk.runs, 25);
         assert!(shrunk.budget_exhausted);
     }

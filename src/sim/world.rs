@@ -21,7 +21,7 @@ use crate::env::{
     Entropy, Instant, TimerKind, chance, derive_entropy, uniform_duration, uniform_u64,
 };
 use crate::id::{GroupIdInput, GroupIdInputs, GroupKey, PeerId};
-use crate::log::{CrashOutcome, InMemoryLogStore};
+use crate::log::{CrashOutcome, InMemoryLogStore, Storage};
 use crate::machine::{StateMachine, StateSync};
 use crate::raft::{
     ClientId, Consistency, Effect, EntryOf, GroupConfig, Node, NodeOptions, Proposal, ProposalId,
@@ -158,6 +158,9 @@ struct Host<M: SimMachine> {
     last_status: Option<Status>,
     /// The GroupId input this node was started with a different value of.
     mismatch: Option<GroupIdInput>,
+    /// The last vote it granted: (term, candidate). Checked against what its
+    /// storage keeps when it crashes.
+    granted: Option<(crate::log::Term, PeerId)>,
 }
 
 /// A client operation in progress.
@@ -178,6 +181,9 @@ struct Client<M: StateMachine> {
     target: PeerId,
     pending: Option<Pending<M>>,
     generation: u64,
+    /// Its start, think times and retry targets: a stream per client, so that
+    /// removing one client's operation leaves the others' timing alone.
+    rng: Choices,
 }
 
 /// Counters of a run.
@@ -199,6 +205,17 @@ pub struct RunStats {
     pub simulated: Duration,
 }
 
+/// When a doomed leader crashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Doom {
+    /// After sending this many more messages.
+    Messages(u32),
+    /// The moment its commit index first moves, before it tells anyone: the
+    /// window in which an entry of an older term counts as committed on the
+    /// leader alone (Figure 8).
+    FirstCommit,
+}
+
 /// Where a run's choices come from besides its seed.
 pub(crate) struct Choosing<M: StateMachine> {
     /// Decisions taken as faults fire.
@@ -218,7 +235,6 @@ pub(crate) struct World<M: SimMachine> {
     make_machine: Box<dyn Fn(PeerId) -> M>,
     pub workload: Box<dyn Workload<M>>,
     workload_rng: Entropy,
-    client_rng: Choices,
     fault_rng: Choices,
     /// A scenario's operations per client, last first (the next one is
     /// popped); `None`: drawn from the workload as the run goes.
@@ -233,10 +249,12 @@ pub(crate) struct World<M: SimMachine> {
     /// Armed by [`FaultAction::CrashNextLeader`]: the messages the next leader
     /// may send before it crashes.
     crash_next_leader: Option<u32>,
-    /// A node doomed by that trigger, and the messages it may still send.
-    doomed: Option<(usize, u32)>,
+    /// A leader doomed by that trigger or by churn, and when it crashes.
+    doomed: Option<(usize, Doom)>,
     /// Armed by [`FaultAction::CrashNextVoter`].
     crash_next_voter: bool,
+    /// Leaders still to crash under [`FaultAction::LeaderChurn`].
+    churn_rounds: u32,
     /// `bonds[a][b]`: whether nodes `a + 1` and `b + 1` bonded.
     bonds: Vec<Vec<bool>>,
     pub bond_errors: Vec<(PeerId, PeerId, BondError)>,
@@ -295,6 +313,11 @@ impl<M: SimMachine> World<M> {
                 target: PeerId(index % config.nodes.max(1) + 1),
                 pending: None,
                 generation: 0,
+                rng: Choices::with_tape(
+                    derive_entropy(seed, &format!("client-{}", index + 1)),
+                    tape.clone(),
+                    Component::Clients,
+                ),
             })
             .collect();
         let nodes = config.nodes as usize;
@@ -305,11 +328,6 @@ impl<M: SimMachine> World<M> {
             make_machine,
             workload,
             workload_rng: derive_entropy(seed, "workload"),
-            client_rng: Choices::with_tape(
-                derive_entropy(seed, "clients"),
-                tape,
-                Component::Clients,
-            ),
             fault_rng,
             scripts: scripts.map(|scripts| {
                 scripts
@@ -329,6 +347,7 @@ impl<M: SimMachine> World<M> {
             crash_next_leader: None,
             doomed: None,
             crash_next_voter: false,
+            churn_rounds: 0,
             bonds: vec![vec![false; nodes]; nodes],
             bond_errors: Vec::new(),
             trace,
@@ -393,6 +412,7 @@ impl<M: SimMachine> World<M> {
                 timer_generation: [0; 3],
                 last_status: None,
                 mismatch: differs,
+                granted: None,
             });
         }
         self.bond_all(&node_inputs);
@@ -407,7 +427,7 @@ impl<M: SimMachine> World<M> {
             .push(Instant::ZERO + self.config.duration, Event::EndOfFaults);
         for client in 0..self.clients.len() {
             let start = uniform_duration(
-                &mut self.client_rng,
+                &mut self.clients[client].rng,
                 Duration::ZERO,
                 Duration::from_millis(50),
             );
@@ -530,6 +550,7 @@ impl<M: SimMachine> World<M> {
             if !self.violations.is_empty() {
                 // A broken invariant poisons all that follows (diverged logs
                 // grow without bound): stop at the first, as it is the finding.
+                self.stats.simulated = self.now.saturating_since(Instant::ZERO);
                 return;
             }
         }
@@ -570,7 +591,14 @@ impl<M: SimMachine> World<M> {
                     });
                 }
             }
-            Event::Fault(action) => self.apply_fault(action),
+            Event::Fault(action) => {
+                // Each fault's decisions (and those of what it arms) come from
+                // a stream of its own.
+                let stream = format!("fault-{}", self.now.as_nanos());
+                self.fault_rng
+                    .reseed(derive_entropy(self.config.seed, &stream));
+                self.apply_fault(action);
+            }
             Event::EndOfFaults => self.end_faults(),
             Event::ClientWake { client, generation } => {
                 if self.clients[client].generation == generation {
@@ -658,6 +686,9 @@ impl<M: SimMachine> World<M> {
             .voted_for
             .is_some_and(|candidate| candidate != host.id)
             && vote_after != vote_before;
+        if granted_vote && let Some(candidate) = vote_after.voted_for {
+            host.granted = Some((vote_after.current_term, candidate));
+        }
         if let Err(error) = node.flush(local, &mut self.effects) {
             self.violations
                 .push((self.now, format!("{}: storage failed: {error}", host.id)));
@@ -678,11 +709,24 @@ impl<M: SimMachine> World<M> {
         for violation in found {
             self.violations.push((self.now, violation));
         }
-        if became_leader
-            && self.doomed.is_none()
-            && let Some(messages) = self.crash_next_leader.take()
+        if became_leader && self.doomed.is_none() {
+            if let Some(messages) = self.crash_next_leader.take() {
+                self.doomed = Some((position, Doom::Messages(messages)));
+            } else if self.churn_rounds > 0 {
+                self.churn_rounds -= 1;
+                self.doomed = Some((position, self.churn_doom()));
+            }
+        }
+        let committed =
+            previous.is_some_and(|previous| previous.commit_index < status.commit_index);
+        if committed
+            && status.role == Role::Leader
+            && let Some(violation) = self.commit_can_be_lost(position, status.commit_index)
         {
-            self.doomed = Some((position, messages));
+            self.violations.push((self.now, violation));
+        }
+        if committed && self.doomed == Some((position, Doom::FirstCommit)) {
+            self.doomed = Some((position, Doom::Messages(0)));
         }
         if let Some(what) = what {
             self.record(Some(position), what);
@@ -705,15 +749,20 @@ impl<M: SimMachine> World<M> {
         }
         self.route_effects(position);
         if granted_vote && core::mem::take(&mut self.crash_next_voter) {
-            self.crash(position);
+            self.crash_losing(position, Some(CrashOutcome::LoseUnsynced));
+            self.restart_soon(position, Duration::ZERO, Duration::from_millis(30));
             return;
         }
-        if self
-            .doomed
-            .is_some_and(|(doomed, left)| doomed == position && left == 0)
-        {
+        if self.doomed == Some((position, Doom::Messages(0))) {
             self.doomed = None;
             self.crash(position);
+            // A crashed leader comes back soon, with entries of its term that
+            // the next leaders may write over (Figure 8).
+            self.restart_soon(
+                position,
+                Duration::from_millis(20),
+                Duration::from_millis(600),
+            );
         }
     }
 
@@ -768,7 +817,7 @@ impl<M: SimMachine> World<M> {
 
     fn send(&mut self, from: PeerId, to: PeerId, message: crate::raft::Message<M::Command>) {
         self.stats.messages_sent += 1;
-        if let Some((doomed, left)) = &mut self.doomed
+        if let Some((doomed, Doom::Messages(left))) = &mut self.doomed
             && self.hosts[*doomed].id == from
         {
             if *left == 0 {
@@ -809,6 +858,57 @@ impl<M: SimMachine> World<M> {
             }
         }
         self.deliveries = deliveries;
+    }
+
+    /// Whether the entry a leader just committed could still be lost: a node
+    /// that lacks it, with a log at least as up to date as a quorum of voters'
+    /// logs, could win a later election and overwrite it. In correct Raft this
+    /// never holds (every node of the quorum that acknowledged the entry refuses
+    /// such a candidate), so it catches an unsafe commit (Figure 8) the moment
+    /// it happens, without waiting for a schedule that realises the loss.
+    fn commit_can_be_lost(&self, leader: usize, commit: crate::log::Index) -> Option<String> {
+        let term = self.hosts[leader]
+            .node
+            .as_ref()?
+            .storage()
+            .term_at(commit)?;
+        // Each matched voter's last log position, and whether it holds the entry
+        // (a node that compacted past it has applied it, so holds it).
+        let logs: Vec<(PeerId, crate::log::Cursor, bool)> = self
+            .hosts
+            .iter()
+            .filter(|host| host.mismatch.is_none())
+            .filter_map(|host| {
+                let storage = match (&host.node, &host.disk) {
+                    (Some(node), _) => node.storage(),
+                    (None, Some(disk)) => disk,
+                    (None, None) => return None,
+                };
+                let holds =
+                    commit < *storage.available().start() || storage.term_at(commit) == Some(term);
+                Some((host.id, storage.last(), holds))
+            })
+            .collect();
+        let quorum = self.group.quorum();
+        for (candidate, last, holds) in &logs {
+            if *holds {
+                continue;
+            }
+            let voters: Vec<String> = logs
+                .iter()
+                .filter(|(_, voter_last, _)| voter_last <= last)
+                .map(|(voter, _, _)| voter.to_string())
+                .collect();
+            if voters.len() >= quorum {
+                return Some(format!(
+                    "committed entry can be lost: {} committed {commit} of term {term}, \
+                     but {candidate} lacks it and could be elected by {}",
+                    self.hosts[leader].id,
+                    voters.join(", ")
+                ));
+            }
+        }
+        None
     }
 
     pub(crate) fn record(&mut self, position: Option<usize>, what: What) {
@@ -879,7 +979,9 @@ impl<M: SimMachine> World<M> {
             FaultAction::Partition(kind) => {
                 let nodes: Vec<PeerId> = self.hosts.iter().map(|host| host.id).collect();
                 let leader = self.leader().map(|position| self.hosts[position].id);
-                let description = self.network.partition(kind, &nodes, leader);
+                let description = self
+                    .network
+                    .partition(kind, &nodes, leader, &mut self.fault_rng);
                 self.record(None, What::Fault(description));
             }
             FaultAction::Heal => {
@@ -898,6 +1000,28 @@ impl<M: SimMachine> World<M> {
             FaultAction::CrashNextLeader { messages } => {
                 self.crash_next_leader = Some(*messages);
                 self.record(None, What::Fault(action.to_string()));
+            }
+            FaultAction::LeaderChurn { rounds } => {
+                self.churn_rounds = *rounds;
+                self.record(None, What::Fault(action.to_string()));
+                // The current leader is the first to go.
+                if let Some(leader) = self.leader()
+                    && self.doomed.is_none()
+                    && self.churn_rounds > 0
+                {
+                    self.churn_rounds -= 1;
+                    self.doomed = Some((leader, self.churn_doom()));
+                }
+            }
+            FaultAction::Restart(node) => {
+                let position = Self::position(*node);
+                if self
+                    .hosts
+                    .get(position)
+                    .is_some_and(|host| host.node.is_none())
+                {
+                    self.restart(position);
+                }
             }
             FaultAction::RestartOldest => {
                 let oldest = (0..self.hosts.len())
@@ -945,10 +1069,35 @@ impl<M: SimMachine> World<M> {
     }
 
     fn crash(&mut self, position: usize) {
+        self.crash_losing(position, None);
+    }
+
+    /// How a leader under churn dies: after a few messages, or at its first
+    /// commit.
+    fn churn_doom(&mut self) -> Doom {
+        if chance(&mut self.fault_rng, 500_000) {
+            Doom::FirstCommit
+        } else {
+            Doom::Messages(uniform_u64(&mut self.fault_rng, 0, 3) as u32)
+        }
+    }
+
+    /// Restarts the node at `position` after a delay drawn from `low..high`.
+    fn restart_soon(&mut self, position: usize, low: Duration, high: Duration) {
+        let delay = uniform_duration(&mut self.fault_rng, low, high);
+        let node = self.hosts[position].id;
+        self.queue
+            .push(self.now + delay, Event::Fault(FaultAction::Restart(node)));
+    }
+
+    /// Crashes a node; what its storage loses is `outcome`, or drawn.
+    fn crash_losing(&mut self, position: usize, outcome: Option<CrashOutcome>) {
         if self.doomed.is_some_and(|(doomed, _)| doomed == position) {
             self.doomed = None;
         }
-        let outcome = if chance(&mut self.fault_rng, 500_000) {
+        let outcome = if let Some(outcome) = outcome {
+            outcome
+        } else if chance(&mut self.fault_rng, 500_000) {
             CrashOutcome::LoseUnsynced
         } else {
             let unsynced = self.hosts[position]
@@ -963,6 +1112,24 @@ impl<M: SimMachine> World<M> {
         let node = host.node.take().expect("crashing a running node");
         let mut disk = node.into_storage();
         let lost = disk.crash(outcome);
+        // A granted vote must survive any crash: the candidate may already
+        // count it, and a node that forgets it can vote twice in one term.
+        let kept = disk.hard_state();
+        if let Some((term, candidate)) = host.granted
+            && (kept.current_term < term
+                || (kept.current_term == term && kept.voted_for != Some(candidate)))
+        {
+            self.violations.push((
+                self.now,
+                format!(
+                    "vote durability: {} granted its vote in term {term} to {candidate}, \
+                     but after a crash its storage holds term {} and vote {}",
+                    host.id,
+                    kept.current_term,
+                    kept.voted_for.map_or("none".to_owned(), |v| v.to_string())
+                ),
+            ));
+        }
         host.disk = Some(disk);
         host.paused = false;
         host.deferred.clear();
@@ -997,6 +1164,7 @@ impl<M: SimMachine> World<M> {
         self.quiet = true;
         self.crash_next_leader = None;
         self.crash_next_voter = false;
+        self.churn_rounds = 0;
         self.doomed = None;
         self.network.heal();
         self.network.set_faults(super::config::NetworkFaults::NONE);
@@ -1041,7 +1209,7 @@ impl<M: SimMachine> World<M> {
             self.clients[client].pending = None;
             self.next_operation_later(client);
         } else if self.now >= pending.attempt_deadline {
-            let next = self.next_node(self.clients[client].target);
+            let next = self.next_node(client);
             self.clients[client].target = next;
             self.attempt(client);
         } else {
@@ -1050,15 +1218,17 @@ impl<M: SimMachine> World<M> {
         }
     }
 
-    fn next_node(&mut self, current: PeerId) -> PeerId {
+    /// Another node for `client` to try.
+    fn next_node(&mut self, client: usize) -> PeerId {
         let count = self.config.nodes;
-        let step = uniform_u64(&mut self.client_rng, 1, count.max(2));
-        PeerId((current.0 - 1 + step) % count + 1)
+        let state = &mut self.clients[client];
+        let step = uniform_u64(&mut state.rng, 1, count.max(2));
+        PeerId((state.target.0 - 1 + step) % count + 1)
     }
 
     fn next_operation_later(&mut self, client: usize) {
         let think = uniform_duration(
-            &mut self.client_rng,
+            &mut self.clients[client].rng,
             Duration::ZERO,
             Duration::from_millis(10),
         );
@@ -1232,7 +1402,7 @@ impl<M: SimMachine> World<M> {
             let state = &mut world.clients[client];
             state.target = hint.unwrap_or(state.target);
             if hint.is_none() {
-                let next = world.next_node(world.clients[client].target);
+                let next = world.next_node(client);
                 world.clients[client].target = next;
             }
             if let Some(pending) = world.clients[client].pending.as_mut() {
