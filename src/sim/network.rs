@@ -7,9 +7,11 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::choices::Choices;
+use std::sync::Arc;
+
+use super::choices::{Choices, Component};
 use super::config::NetworkFaults;
-use crate::env::{chance, uniform_duration, uniform_u64};
+use crate::env::{chance, derive_entropy, uniform_duration, uniform_u64};
 use crate::id::PeerId;
 
 /// The shape of a partition.
@@ -54,9 +56,18 @@ pub(crate) struct Delivery {
     pub corrupt: bool,
 }
 
-/// The network model; all randomness from the network's own entropy stream.
+/// The network model. Each directed link draws its messages' fates from a
+/// stream of its own, so a message more or less on one link (as when
+/// shrinking removes an operation) leaves every other link's timing alone.
 pub(crate) struct Network {
-    rng: Choices,
+    seed: u64,
+    tape: Option<Arc<[u8]>>,
+    /// Nodes: links are indexed `from * nodes + to` (ids from 1).
+    nodes: usize,
+    /// Each link's stream, made when the link first carries a message.
+    links: Vec<Option<Choices>>,
+    /// Latencies of client requests and answers.
+    clients: Choices,
     latency_min: Duration,
     latency_max: Duration,
     faults: NetworkFaults,
@@ -65,9 +76,23 @@ pub(crate) struct Network {
 }
 
 impl Network {
-    pub(crate) fn new(rng: Choices, latency_min: Duration, latency_max: Duration) -> Self {
+    pub(crate) fn new(
+        seed: u64,
+        tape: Option<Arc<[u8]>>,
+        nodes: usize,
+        latency_min: Duration,
+        latency_max: Duration,
+    ) -> Self {
         Self {
-            rng,
+            clients: Choices::with_tape(
+                derive_entropy(seed, "network-clients"),
+                tape.clone(),
+                Component::Network,
+            ),
+            seed,
+            tape,
+            nodes,
+            links: Vec::new(),
             latency_min,
             latency_max,
             faults: NetworkFaults::NONE,
@@ -86,41 +111,58 @@ impl Network {
         if self.blocked.contains(&(from, to)) {
             return;
         }
-        if self.faults.loss > 0 && chance(&mut self.rng, self.faults.loss) {
+        let faults = self.faults.clone();
+        let (latency_min, latency_max) = (self.latency_min, self.latency_max);
+        let rng = self.link(from, to);
+        if faults.loss > 0 && chance(rng, faults.loss) {
             return;
         }
-        let copies =
-            if self.faults.duplication > 0 && chance(&mut self.rng, self.faults.duplication) {
-                2
-            } else {
-                1
-            };
+        let copies = if faults.duplication > 0 && chance(rng, faults.duplication) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
-            deliveries.push(self.one_delivery());
+            let mut delay = uniform_duration(rng, latency_min, latency_max);
+            if faults.spike > 0 && chance(rng, faults.spike) {
+                delay += uniform_duration(rng, Duration::ZERO, faults.spike_latency);
+            }
+            let corrupt = faults.corruption > 0 && chance(rng, faults.corruption);
+            deliveries.push(Delivery { delay, corrupt });
         }
     }
 
-    fn one_delivery(&mut self) -> Delivery {
-        let mut delay = uniform_duration(&mut self.rng, self.latency_min, self.latency_max);
-        if self.faults.spike > 0 && chance(&mut self.rng, self.faults.spike) {
-            delay += uniform_duration(&mut self.rng, Duration::ZERO, self.faults.spike_latency);
+    /// The stream of the link `from -> to`.
+    fn link(&mut self, from: PeerId, to: PeerId) -> &mut Choices {
+        let slot = (from.0 as usize) * (self.nodes + 1) + to.0 as usize;
+        if self.links.len() <= slot {
+            self.links
+                .resize_with((self.nodes + 1) * (self.nodes + 1), || None);
         }
-        let corrupt = self.faults.corruption > 0 && chance(&mut self.rng, self.faults.corruption);
-        Delivery { delay, corrupt }
+        let (seed, tape) = (self.seed, &self.tape);
+        self.links[slot].get_or_insert_with(|| {
+            Choices::with_tape(
+                derive_entropy(seed, &format!("link-{}-{}", from.0, to.0)),
+                tape.clone(),
+                Component::Network,
+            )
+        })
     }
 
     /// A latency for client traffic (never lost: clients retry on their own).
     pub(crate) fn client_latency(&mut self) -> Duration {
-        uniform_duration(&mut self.rng, self.latency_min, self.latency_max)
+        uniform_duration(&mut self.clients, self.latency_min, self.latency_max)
     }
 
-    /// Flips one byte of `frame`, at a position drawn from the stream.
-    pub(crate) fn corrupt(&mut self, frame: &mut [u8]) {
+    /// Flips one byte of a frame sent `from -> to`, at a position drawn from
+    /// that link's stream.
+    pub(crate) fn corrupt(&mut self, from: PeerId, to: PeerId, frame: &mut [u8]) {
         if frame.is_empty() {
             return;
         }
-        let position = uniform_u64(&mut self.rng, 0, frame.len() as u64) as usize;
-        let flip = uniform_u64(&mut self.rng, 1, 256) as u8;
+        let rng = self.link(from, to);
+        let position = uniform_u64(rng, 0, frame.len() as u64) as usize;
+        let flip = uniform_u64(rng, 1, 256) as u8;
         frame[position] ^= flip;
     }
 

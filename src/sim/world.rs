@@ -296,11 +296,9 @@ impl<M: SimMachine> World<M> {
             ..NodeOptions::default()
         };
         let network = Network::new(
-            Choices::with_tape(
-                derive_entropy(seed, "network"),
-                tape.clone(),
-                Component::Network,
-            ),
+            seed,
+            tape.clone(),
+            config.nodes as usize,
             config.latency_min,
             config.latency_max,
         );
@@ -838,7 +836,7 @@ impl<M: SimMachine> World<M> {
                     for delivery in &deliveries {
                         let mut copy = frame.clone();
                         if delivery.corrupt {
-                            self.network.corrupt(&mut copy);
+                            self.network.corrupt(from, to, &mut copy);
                         }
                         self.queue.push(
                             self.now + delivery.delay,
