@@ -73,6 +73,11 @@ impl<E> EventQueue<E> {
         });
     }
 
+    /// Events waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+
     pub(crate) fn pop(&mut self) -> Option<(Instant, E)> {
         let key = self.heap.pop()?;
         let event = self.slots[key.slot as usize]

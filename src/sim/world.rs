@@ -38,6 +38,10 @@ const QUERY_CLIENT_SHIFT: u32 = 40;
 /// (something re-arms itself without letting time pass).
 const EVENTS_PER_INSTANT_MAX: u64 = 1_000_000;
 
+/// Events waiting beyond which the run is stopped as a message storm (a group
+/// of 5 under load keeps a few thousand in flight).
+const EVENTS_PENDING_MAX: usize = 1_000_000;
+
 /// A request from a client, on its way to a node.
 pub(crate) enum Request<M: StateMachine> {
     Propose(Proposal<M::Command>),
@@ -545,6 +549,12 @@ impl<M: SimMachine> World<M> {
             self.now = time;
             self.stats.events += 1;
             self.handle(event);
+            if self.queue.len() > EVENTS_PENDING_MAX {
+                self.violations.push((
+                    time,
+                    format!("message storm: over {EVENTS_PENDING_MAX} events in flight"),
+                ));
+            }
             if !self.violations.is_empty() {
                 // A broken invariant poisons all that follows (diverged logs
                 // grow without bound): stop at the first, as it is the finding.
@@ -714,6 +724,19 @@ impl<M: SimMachine> World<M> {
                 self.churn_rounds -= 1;
                 self.doomed = Some((position, self.churn_doom()));
             }
+        }
+        // While a node is up its commit index only grows (it restarts from 0).
+        if let Some(previous) = previous
+            && previous.commit_index > status.commit_index
+        {
+            let node = self.hosts[position].id;
+            self.violations.push((
+                self.now,
+                format!(
+                    "{node}: commit index went back from {} to {}",
+                    previous.commit_index, status.commit_index
+                ),
+            ));
         }
         let committed =
             previous.is_some_and(|previous| previous.commit_index < status.commit_index);
