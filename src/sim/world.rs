@@ -893,43 +893,38 @@ impl<M: SimMachine> World<M> {
             .as_ref()?
             .storage()
             .term_at(commit)?;
-        // Each matched voter's last log position, and whether it holds the entry
-        // (a node that compacted past it has applied it, so holds it).
-        let logs: Vec<(PeerId, crate::log::Cursor, bool)> = self
-            .hosts
-            .iter()
-            .filter(|host| host.mismatch.is_none())
-            .filter_map(|host| {
-                let storage = match (&host.node, &host.disk) {
-                    (Some(node), _) => node.storage(),
-                    (None, Some(disk)) => disk,
-                    (None, None) => return None,
-                };
-                let holds =
-                    commit < *storage.available().start() || storage.term_at(commit) == Some(term);
-                Some((host.id, storage.last(), holds))
-            })
-            .collect();
-        let quorum = self.group.quorum();
-        for (candidate, last, holds) in &logs {
-            if *holds {
-                continue;
-            }
-            let voters: Vec<String> = logs
+        // Every matched voter's log, up or down.
+        let logs = || {
+            self.hosts
                 .iter()
-                .filter(|(_, voter_last, _)| voter_last <= last)
-                .map(|(voter, _, _)| voter.to_string())
-                .collect();
-            if voters.len() >= quorum {
-                return Some(format!(
-                    "committed entry can be lost: {} committed {commit} of term {term}, \
-                     but {candidate} lacks it and could be elected by {}",
-                    self.hosts[leader].id,
-                    voters.join(", ")
-                ));
-            }
+                .filter(|host| host.mismatch.is_none())
+                .filter_map(|host| match (&host.node, &host.disk) {
+                    (Some(node), _) => Some((host.id, node.storage())),
+                    (None, Some(disk)) => Some((host.id, disk)),
+                    (None, None) => None,
+                })
+        };
+        // A node that compacted past the entry has applied it, so holds it.
+        let holds = |storage: &Store<M>| {
+            commit < *storage.available().start() || storage.term_at(commit) == Some(term)
+        };
+        // The most up to date node lacking it: if no quorum would vote for it,
+        // none would vote for any other node lacking it. O(nodes) per commit.
+        let (candidate, last) = logs()
+            .filter(|(_, storage)| !holds(storage))
+            .map(|(id, storage)| (id, storage.last()))
+            .max_by_key(|(_, last)| *last)?;
+        let voters = || logs().filter(|(_, storage)| storage.last() <= last);
+        if voters().count() < self.group.quorum() {
+            return None;
         }
-        None
+        let names: Vec<String> = voters().map(|(id, _)| id.to_string()).collect();
+        Some(format!(
+            "committed entry can be lost: {} committed {commit} of term {term}, \
+             but {candidate} lacks it and could be elected by {}",
+            self.hosts[leader].id,
+            names.join(", ")
+        ))
     }
 
     pub(crate) fn record(&mut self, position: Option<usize>, what: What) {
