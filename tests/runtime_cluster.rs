@@ -457,10 +457,11 @@ async fn resp_incr_and_del_replies_are_exact_under_concurrent_writes() {
     );
 }
 
-/// Whether the peer closes the connection within a second.
+/// Whether the peer closes the connection within ten seconds (generous for a
+/// loaded CI box; a passing run returns as soon as it closes).
 async fn closed_by_peer(stream: &mut TcpStream) -> bool {
     let mut buffer = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
             Err(_) => return false,
