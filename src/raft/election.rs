@@ -271,6 +271,7 @@ where
             due_all: true,
             due_peers: BTreeSet::new(),
             commit_due: true,
+            match_max: Index::ZERO,
         });
         self.heartbeat_deadline = Some(now + self.config.heartbeat_interval);
         tracing::debug!(node = %self.id, %term, "became leader");

@@ -134,6 +134,8 @@ pub(super) struct LeaderState {
     pub due_peers: BTreeSet<PeerId>,
     /// A match index or the leader's own log moved: the commit index may too.
     pub commit_due: bool,
+    /// The highest match index of any follower (for an O(1) invariant check).
+    pub match_max: Index,
 }
 
 /// Where a query stands.
@@ -566,10 +568,11 @@ where
             let Some(state) = &self.leader_state else {
                 return Err("a leader without leader state".into());
             };
-            for (peer, progress) in &state.progress {
-                if progress.match_index > self.last_log.index() {
-                    return Err(format!("{peer}'s match index is past the leader's log"));
-                }
+            if state.match_max > self.last_log.index() {
+                return Err(format!(
+                    "a match index ({}) is past the leader's log",
+                    state.match_max
+                ));
             }
         } else if self.leader_state.is_some() {
             return Err("leader state on a non-leader".into());

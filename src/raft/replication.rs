@@ -338,6 +338,7 @@ where
             return;
         }
         let last = self.last_log.index();
+        let commit_index = self.commit_index;
         let rewind = match result {
             Ok(_) => None,
             Err(hint) => Some(self.rewind_target(hint)),
@@ -357,7 +358,10 @@ where
                 let match_index = match_index.min(last);
                 if match_index > progress.match_index {
                     progress.match_index = match_index;
-                    state.commit_due = true;
+                    state.match_max = state.match_max.max(match_index);
+                    // A match at or below the commit index cannot move it: no
+                    // quorum count above the commit index changed.
+                    state.commit_due |= match_index > commit_index;
                 }
                 if progress.next_index <= progress.match_index {
                     progress.next_index = progress.match_index.next();
