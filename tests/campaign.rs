@@ -135,3 +135,71 @@ fn replay_history_is_jepsen_edn_that_parses_back() {
         history.operations.len()
     );
 }
+
+/// Each built-in workload's history comes out in the shape of a model Jepsen's
+/// tools know (counter, Knossos cas-register, Porcupine kv), and `quorate
+/// check` with that model judges it as the simulator did.
+#[test]
+fn replay_history_is_checkable_with_the_workloads_jepsen_model() {
+    for (workload, model, shape) in [
+        ("counter", "counter", ":f :add"),
+        ("register", "cas-register", ":f :cas"),
+        ("kv", "kv", ":f :append"),
+    ] {
+        let path = scratch(&format!("{workload}.edn"));
+        let mut args = vec![
+            "replay",
+            "--seed",
+            "11",
+            "--brief",
+            "--workload",
+            workload,
+            "--history",
+            path.to_str().unwrap(),
+        ];
+        args.extend_from_slice(&CLUSTER);
+        let replay = quorate(&args);
+        assert_eq!(replay.status.code(), Some(0), "{workload}: seed 11 failed");
+        let text = std::fs::read_to_string(&path).expect("history written");
+        assert!(
+            text.contains(shape),
+            "{workload}: not in its model's shape:\n{text}"
+        );
+        let check = quorate(&["check", "--model", model, path.to_str().unwrap()]);
+        let report = String::from_utf8_lossy(&check.stdout);
+        assert_eq!(check.status.code(), Some(0), "{workload}: {report}");
+        assert!(report.contains(": linearizable"), "{workload}: {report}");
+    }
+}
+
+/// A run the simulator finds non-linearizable (a planted stale read) is found
+/// non-linearizable again from its exported history alone.
+#[cfg(feature = "flaws")]
+#[test]
+fn a_non_linearizable_run_exports_a_history_the_checker_rejects() {
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/corpus/regressions/flaw-read-without-read-index.json"
+    );
+    let path = scratch("stale-read.edn");
+    let replay = quorate(&[
+        "replay",
+        "--brief",
+        "--scenario",
+        scenario,
+        "--history",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        replay.status.code(),
+        Some(1),
+        "the planted stale read was not found"
+    );
+    let check = quorate(&["check", "--model", "kv", path.to_str().unwrap()]);
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("NOT linearizable") || report.contains("not linearizable"),
+        "{report}"
+    );
+}

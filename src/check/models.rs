@@ -74,8 +74,8 @@ pub enum RegisterInput {
     Read,
     /// Write a value.
     Write(i64),
-    /// If the register holds `.0`, write `.1`.
-    Cas(i64, i64),
+    /// If the register holds `.0` (`None`: nil, as it starts), write `.1`.
+    Cas(Option<i64>, i64),
 }
 
 /// What a register operation returned.
@@ -112,16 +112,14 @@ impl Model for CasRegister {
             (RegisterInput::Read, Some(_)) => None,
             (RegisterInput::Write(value), _) => Some(Some(*value)),
             (RegisterInput::Cas(old, new), Some(RegisterOutput::Ok)) => {
-                (*state == Some(*old)).then_some(Some(*new))
+                (state == old).then_some(Some(*new))
             }
             (RegisterInput::Cas(old, _), Some(RegisterOutput::CasFailed)) => {
-                (*state != Some(*old)).then_some(*state)
+                (state != old).then_some(*state)
             }
-            (RegisterInput::Cas(old, new), None) => Some(if *state == Some(*old) {
-                Some(*new)
-            } else {
-                *state
-            }),
+            (RegisterInput::Cas(old, new), None) => {
+                Some(if state == old { Some(*new) } else { *state })
+            }
             (RegisterInput::Cas(..), Some(RegisterOutput::Value(_))) => None,
         }
     }
@@ -134,7 +132,9 @@ impl Model for CasRegister {
         match input {
             RegisterInput::Read => true,
             RegisterInput::Write(_) => false,
-            RegisterInput::Cas(old, new) => old == new || *output == RegisterOutput::CasFailed,
+            RegisterInput::Cas(old, new) => {
+                *old == Some(*new) || *output == RegisterOutput::CasFailed
+            }
         }
     }
 
@@ -148,7 +148,9 @@ impl Model for CasRegister {
         match input {
             RegisterInput::Read => format!("read -> {result}"),
             RegisterInput::Write(value) => format!("write {value} -> {result}"),
-            RegisterInput::Cas(old, new) => format!("cas {old}->{new} -> {result}"),
+            RegisterInput::Cas(old, new) => {
+                format!("cas {}->{new} -> {result}", describe_register(old))
+            }
         }
     }
 
@@ -165,10 +167,9 @@ impl Model for CasRegister {
         let (f, invoke_value) = match input {
             RegisterInput::Read => ("read", Value::Nil),
             RegisterInput::Write(value) => ("write", Value::Int(*value)),
-            RegisterInput::Cas(old, new) => (
-                "cas",
-                Value::Vector(vec![Value::Int(*old), Value::Int(*new)]),
-            ),
+            RegisterInput::Cas(old, new) => {
+                ("cas", Value::Vector(vec![int(old), Value::Int(*new)]))
+            }
         };
         let complete_value = match output {
             Some(RegisterOutput::Value(value)) => int(value),
@@ -227,8 +228,8 @@ impl BuiltinModel for CasRegister {
                             ));
                         }
                     };
-                    let (Some(old), Some(new)) = pair else {
-                        return Err(raw.error(operation.line, "cas with nil"));
+                    let (old, Some(new)) = pair else {
+                        return Err(raw.error(operation.line, "cas to nil"));
                     };
                     (
                         RegisterInput::Cas(old, new),

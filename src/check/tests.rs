@@ -116,7 +116,7 @@ fn failed_cas_is_an_observation_the_model_must_explain() {
     let failed_cas = |call, ret| {
         op(
             1,
-            RegisterInput::Cas(1, 2),
+            RegisterInput::Cas(Some(1), 2),
             call,
             Some(ret),
             RegisterOutput::CasFailed,
@@ -382,7 +382,7 @@ fn edn_export_round_trips() {
             write(0, 1, 0, Some(3)),
             op(
                 1,
-                RegisterInput::Cas(5, 6),
+                RegisterInput::Cas(Some(5), 6),
                 1,
                 Some(2),
                 RegisterOutput::CasFailed,
@@ -469,7 +469,7 @@ fn sequential_history(
             0 => (RegisterInput::Read, RegisterOutput::Value(state)),
             1 => (RegisterInput::Write(*value), RegisterOutput::Ok),
             _ => (
-                RegisterInput::Cas(value % 3, *value),
+                RegisterInput::Cas(Some(value % 3), *value),
                 if state == Some(value % 3) {
                     RegisterOutput::Ok
                 } else {

@@ -35,6 +35,7 @@ pub mod config;
 pub mod faults;
 pub mod history;
 mod invariants;
+pub mod jepsen;
 pub mod network;
 mod own_machine;
 mod queue;
@@ -467,8 +468,11 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
         .collect();
     let operations = (world.history.operations.len(), world.history.completed());
     let history_edn = history_edn.then(|| {
-        let model = crate::check::models::StateMachineModel::new(world.fresh_machine());
-        crate::check::edn::to_edn(&model, &world.history.to_checked())
+        let checked = world.history.to_checked();
+        world.workload.jepsen_history(&checked).unwrap_or_else(|| {
+            let model = crate::check::models::StateMachineModel::new(world.fresh_machine());
+            crate::check::edn::to_edn(&model, &checked)
+        })
     });
     let scenario = (record_scenario || !violations.is_empty())
         .then(|| scenario_of(recorder, &world))

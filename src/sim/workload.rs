@@ -84,6 +84,13 @@ pub trait Workload<M: StateMachine>: Send {
     fn key_of_query(&self, _query: &M::Query) -> Option<u64> {
         None
     }
+
+    /// The history as Jepsen EDN in the shape of a model Jepsen's tools know
+    /// (see [`super::jepsen`]); `None`: the generic form of
+    /// [`crate::check::edn`], which they can read but not check.
+    fn jepsen_history(&self, _history: &super::history::CheckedHistory<M>) -> Option<String> {
+        None
+    }
 }
 
 /// The built-in workloads of `quorate explore --workload`.
@@ -142,6 +149,10 @@ impl Workload<Counter> for CounterWorkload {
     fn query(&mut self, _rng: &mut Entropy, _client: u64) -> CounterQuery {
         CounterQuery::Value
     }
+
+    fn jepsen_history(&self, history: &super::history::CheckedHistory<Counter>) -> Option<String> {
+        super::jepsen::counter_edn(history)
+    }
 }
 
 /// Writes and compare-and-sets of values 0 to 4 on a [`Register`].
@@ -171,6 +182,10 @@ impl Workload<Register> for RegisterWorkload {
 
     fn query(&mut self, _rng: &mut Entropy, _client: u64) -> RegisterQuery {
         RegisterQuery::Read
+    }
+
+    fn jepsen_history(&self, history: &super::history::CheckedHistory<Register>) -> Option<String> {
+        super::jepsen::register_edn(history)
     }
 }
 
@@ -212,6 +227,10 @@ impl Workload<KvStore> for KvWorkload {
 
     fn key_of_query(&self, query: &KvQuery) -> Option<u64> {
         query.key()?.parse().ok()
+    }
+
+    fn jepsen_history(&self, history: &super::history::CheckedHistory<KvStore>) -> Option<String> {
+        super::jepsen::kv_edn(history)
     }
 }
 
