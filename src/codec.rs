@@ -150,10 +150,25 @@ pub const SEAL_BYTES: usize = 4;
 /// As [`encode_into`].
 pub fn seal<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError> {
     let mut buffer = Vec::new();
-    encode_into(value, &mut buffer)?;
-    let checksum = crc32c::crc32c(&buffer);
-    buffer.extend_from_slice(&checksum.to_le_bytes());
+    seal_into(value, &mut buffer)?;
     Ok(buffer)
+}
+
+/// [`seal`], appending to `buffer` (a reused buffer spares an allocation per
+/// frame).
+///
+/// # Errors
+///
+/// As [`encode_into`]; `buffer` is then as it was.
+pub fn seal_into<T: Serialize + ?Sized>(
+    value: &T,
+    buffer: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let start = buffer.len();
+    encode_into(value, buffer)?;
+    let checksum = crc32c::crc32c(&buffer[start..]);
+    buffer.extend_from_slice(&checksum.to_le_bytes());
+    Ok(())
 }
 
 /// Verifies the checksum of a [`seal`]ed frame, then decodes it.

@@ -38,6 +38,9 @@ const QUERY_CLIENT_SHIFT: u32 = 40;
 /// (something re-arms itself without letting time pass).
 const EVENTS_PER_INSTANT_MAX: u64 = 1_000_000;
 
+/// Spare frame buffers kept for reuse.
+const FRAME_POOL_MAX: usize = 4096;
+
 /// Events waiting beyond which the run is stopped as a message storm (a group
 /// of 5 under load keeps a few thousand in flight).
 const EVENTS_PENDING_MAX: usize = 1_000_000;
@@ -271,6 +274,8 @@ pub(crate) struct World<M: SimMachine> {
     pub stats: RunStats,
     effects: Vec<Effect<M>>,
     deliveries: Vec<Delivery>,
+    /// Frame buffers of delivered messages, reused for the next sends.
+    frames: Vec<Vec<u8>>,
 }
 
 impl<M: SimMachine> World<M> {
@@ -360,6 +365,7 @@ impl<M: SimMachine> World<M> {
             stats: RunStats::default(),
             effects: Vec::new(),
             deliveries: Vec::new(),
+            frames: Vec::new(),
             config,
         }
     }
@@ -672,6 +678,7 @@ impl<M: SimMachine> World<M> {
                 self.record(Some(position), What::Rejected { from, reason });
             }
         }
+        self.recycle(frame);
     }
 
     /// Steps one node with `event`, flushes it, routes its effects, records the
@@ -854,10 +861,18 @@ impl<M: SimMachine> World<M> {
         let mut deliveries = core::mem::take(&mut self.deliveries);
         self.network.route(from, to, &mut deliveries);
         if !deliveries.is_empty() {
-            match codec::seal(&WireFrame::Raft(message)) {
-                Ok(frame) => {
-                    for delivery in &deliveries {
-                        let mut copy = frame.clone();
+            let mut frame = self.frames.pop().unwrap_or_default();
+            frame.clear();
+            match codec::seal_into(&WireFrame::Raft(message), &mut frame) {
+                Ok(()) => {
+                    let last = deliveries.len() - 1;
+                    for (number, delivery) in deliveries.iter().enumerate() {
+                        // The last copy takes the buffer itself.
+                        let mut copy = if number == last {
+                            core::mem::take(&mut frame)
+                        } else {
+                            frame.clone()
+                        };
                         if delivery.corrupt {
                             self.network.corrupt(from, to, &mut copy);
                         }
@@ -879,6 +894,13 @@ impl<M: SimMachine> World<M> {
             }
         }
         self.deliveries = deliveries;
+    }
+
+    /// Keeps a delivered frame's buffer for a later send.
+    fn recycle(&mut self, frame: Vec<u8>) {
+        if self.frames.len() < FRAME_POOL_MAX {
+            self.frames.push(frame);
+        }
     }
 
     /// Whether the entry a leader just committed could still be lost: a node
