@@ -423,12 +423,13 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
         // The run stopped at a safety violation or a panic: the end-of-run
         // checks would only report its consequences.
         let scenario = scenario_of(recorder, &world);
-        return report_stopped_early(
+        return report_of(
             config,
             (workload_name, faults, scripted),
             violations,
             scenario,
             &world,
+            EndOfRun::default(),
         );
     }
     for (check, message) in world.final_checks() {
@@ -461,12 +462,6 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
         world.fresh_machine(),
         &mut violations,
     );
-    let bond_refusals = world
-        .bond_errors
-        .iter()
-        .map(|(node, peer, error)| format!("{node} refused {peer}: {error}"))
-        .collect();
-    let operations = (world.history.operations.len(), world.history.completed());
     let history_edn = history_edn.then(|| {
         let checked = world.history.to_checked();
         world.workload.jepsen_history(&checked).unwrap_or_else(|| {
@@ -477,31 +472,17 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
     let scenario = (record_scenario || !violations.is_empty())
         .then(|| scenario_of(recorder, &world))
         .flatten();
-    let client_operations = if config.record_trace {
-        world.history.summaries()
-    } else {
-        Vec::new()
-    };
-    RunReport {
-        scripted,
-        scenario,
-        client_operations,
-        workload: workload_name,
-        faults,
-        violations,
-        bond_refusals,
-        trace_hash: world.trace.hash(),
-        trace_events: world.trace.len(),
-        trace_tail: world.trace.tail(),
-        trace: world.trace.events().map(<[TraceEvent]>::to_vec),
-        checkpoints: world.trace.checkpoints().map(<[u64]>::to_vec),
-        stats: world.stats,
-        operations,
-        linearizability_unknown,
-        leaders: world.leaders(),
-        history_edn,
+    report_of(
         config,
-    }
+        (workload_name, faults, scripted),
+        violations,
+        scenario,
+        &world,
+        EndOfRun {
+            linearizability_unknown,
+            history_edn,
+        },
+    )
 }
 
 fn panic_message(panic: &(dyn core::any::Any + Send)) -> String {
@@ -524,20 +505,32 @@ fn scenario_of<M: SimMachine>(recorder: Recorder, world: &World<M>) -> Option<Sc
     recorder.operations(operations).ok()
 }
 
-/// The report of a run that stopped at a safety violation or a panic: what
-/// is known, and the scenario.
-fn report_stopped_early<M: SimMachine>(
+/// What only a run that reached its end has: the end-of-run checks' leftovers.
+#[derive(Default)]
+struct EndOfRun {
+    linearizability_unknown: Option<String>,
+    history_edn: Option<String>,
+}
+
+/// The report of a run, whether it reached its end or stopped at a safety
+/// violation or a panic (then `end` is empty).
+fn report_of<M: SimMachine>(
     config: SimConfig,
     (workload, faults, scripted): (String, String, bool),
     violations: Vec<Violation>,
     scenario: Option<Scenario>,
     world: &World<M>,
+    end: EndOfRun,
 ) -> RunReport {
     RunReport {
         workload,
         faults,
         violations,
-        bond_refusals: Vec::new(),
+        bond_refusals: world
+            .bond_errors
+            .iter()
+            .map(|(node, peer, error)| format!("{node} refused {peer}: {error}"))
+            .collect(),
         trace_hash: world.trace.hash(),
         trace_events: world.trace.len(),
         trace_tail: world.trace.tail(),
@@ -545,9 +538,9 @@ fn report_stopped_early<M: SimMachine>(
         checkpoints: world.trace.checkpoints().map(<[u64]>::to_vec),
         stats: world.stats,
         operations: (world.history.operations.len(), world.history.completed()),
-        linearizability_unknown: None,
+        linearizability_unknown: end.linearizability_unknown,
         leaders: world.leaders(),
-        history_edn: None,
+        history_edn: end.history_edn,
         scripted,
         scenario,
         client_operations: if config.record_trace {
