@@ -14,7 +14,7 @@ use crate::env::{chance, uniform_u64};
 pub type PerMillion = u32;
 
 /// The network's behaviour while faults are on. Each probability is per message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkFaults {
     /// Messages lost.
     pub loss: PerMillion,

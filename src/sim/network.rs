@@ -111,7 +111,7 @@ impl Network {
         if self.blocked.contains(&(from, to)) {
             return;
         }
-        let faults = self.faults.clone();
+        let faults = self.faults;
         let (latency_min, latency_max) = (self.latency_min, self.latency_max);
         let rng = self.link(from, to);
         if faults.loss > 0 && chance(rng, faults.loss) {

@@ -415,7 +415,7 @@ impl Scenario {
         }
         Ok(Script {
             plan: FaultPlan {
-                network: self.network.clone(),
+                network: self.network,
                 append_entries_max: self.append_entries_max,
                 ..FaultPlan::none()
             },
@@ -475,7 +475,7 @@ impl Recorder {
                 preset: config.faults,
                 flaws,
                 timing: Timing::of(config),
-                network: plan.network.clone(),
+                network: plan.network,
                 append_entries_max: plan.append_entries_max,
                 mismatch: mismatch.map(|(node, input)| Mismatch { node, input }),
                 faults: schedule.to_vec(),

@@ -447,7 +447,7 @@ impl<M: SimMachine> World<M> {
                 },
             );
         }
-        self.network.set_faults(self.plan.network.clone());
+        self.network.set_faults(self.plan.network);
     }
 
     /// Runs the handshake between every pair, through the codec, as two nodes
