@@ -272,6 +272,8 @@ where
             due_peers: BTreeSet::new(),
             commit_due: true,
             match_max: Index::ZERO,
+            matched_above_commit: 0,
+            matched_scratch: Vec::new(),
         });
         self.heartbeat_deadline = Some(now + self.config.heartbeat_interval);
         tracing::debug!(node = %self.id, %term, "became leader");

@@ -136,6 +136,12 @@ pub(super) struct LeaderState {
     pub commit_due: bool,
     /// The highest match index of any follower (for an O(1) invariant check).
     pub match_max: Index,
+    /// Followers whose match index is above the commit index. Until these and
+    /// the leader reach a quorum the commit index cannot move, so an ack costs
+    /// O(1) instead of a count over every follower.
+    pub matched_above_commit: usize,
+    /// Reused buffer for the quorum selection.
+    pub matched_scratch: Vec<Index>,
 }
 
 /// Where a query stands.

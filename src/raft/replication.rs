@@ -357,11 +357,16 @@ where
             (Ok(match_index), _) => {
                 let match_index = match_index.min(last);
                 if match_index > progress.match_index {
-                    progress.match_index = match_index;
-                    state.match_max = state.match_max.max(match_index);
                     // A match at or below the commit index cannot move it: no
                     // quorum count above the commit index changed.
-                    state.commit_due |= match_index > commit_index;
+                    if match_index > commit_index {
+                        state.commit_due = true;
+                        if progress.match_index <= commit_index {
+                            state.matched_above_commit += 1;
+                        }
+                    }
+                    progress.match_index = match_index;
+                    state.match_max = state.match_max.max(match_index);
                 }
                 if progress.next_index <= progress.match_index {
                     progress.next_index = progress.match_index.next();
@@ -414,15 +419,29 @@ where
         if !core::mem::take(&mut state.commit_due) {
             return false;
         }
-        let mut matched: Vec<Index> = state
-            .progress
-            .values()
-            .map(|progress| progress.match_index)
-            .collect();
+        let commit_index = self.commit_index;
+        debug_assert_eq!(
+            state.matched_above_commit,
+            state
+                .progress
+                .values()
+                .filter(|progress| progress.match_index > commit_index)
+                .count()
+        );
+        let above = state.matched_above_commit + usize::from(synced > commit_index);
+        let voters = state.progress.len() + 1;
+        let quorum = self.quorum().min(voters);
+        if above < quorum {
+            return false; // fewer than a quorum hold anything above the commit index
+        }
+        let state = self.leader_state.as_mut().expect("checked above");
+        let mut matched = core::mem::take(&mut state.matched_scratch);
+        matched.clear();
+        matched.extend(state.progress.values().map(|progress| progress.match_index));
         matched.push(synced);
-        let quorum = self.quorum().min(matched.len());
         let candidate = quorum_match_index(&mut matched, quorum);
-        if candidate <= self.commit_index {
+        state.matched_scratch = matched;
+        if candidate <= commit_index {
             return false;
         }
         let current_term = self.term_at(candidate) == Some(self.hard_state.current_term);
@@ -430,10 +449,14 @@ where
             return false;
         }
         self.commit_index = candidate;
+        let state = self.leader_state.as_mut().expect("checked above");
+        state.matched_above_commit = state
+            .progress
+            .values()
+            .filter(|progress| progress.match_index > candidate)
+            .count();
         // Followers learn the new commit index at once.
-        if let Some(state) = self.leader_state.as_mut() {
-            state.due_all = true;
-        }
+        state.due_all = true;
         true
     }
 
