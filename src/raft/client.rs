@@ -5,8 +5,8 @@
 use super::entry::{Proposal, ProposalId};
 use super::message::{Message, ReadId};
 use super::node::{
-    EntryOf, Expiring, Flaw, LeaderRead, Node, PendingProposal, PendingQuery, QueryStage,
-    ReadRequester, Role,
+    EntryOf, Expiring, Flaw, LeaderRead, LeaderState, Node, PendingProposal, PendingQuery,
+    QueryStage, ReadRequester, Role,
 };
 use super::outcome::{
     Consistency, Effect, ProposalOutcome, ProposeError, QueryAnswer, QueryError, QueryId,
@@ -174,15 +174,28 @@ where
         let Some(state) = self.leader_state.as_mut() else {
             return;
         };
-        if state.reads.is_empty() {
+        let Some(oldest) = state.reads.first().map(|read| read.round) else {
+            return;
+        };
+        if state.read_acks_round != oldest {
+            state.read_acks_round = oldest;
+            state.read_acks = acked_at_least(state, oldest);
+        }
+        debug_assert_eq!(state.read_acks, acked_at_least(state, oldest));
+        // The leader counts itself for every round.
+        if state.read_acks + 1 < quorum {
             return;
         }
         let mut acked: Vec<u64> = state.progress.values().map(|p| p.acked_round).collect();
         acked.push(u64::MAX); // the leader itself
-        acked.sort_unstable_by(|a, b| b.cmp(a));
-        let confirmed = acked[quorum - 1];
+        let (_, confirmed, _) = acked.select_nth_unstable_by(quorum - 1, |a, b| b.cmp(a));
+        let confirmed = *confirmed;
         let split = state.reads.partition_point(|read| read.round <= confirmed);
         let ready: Vec<LeaderRead> = state.reads.drain(..split).collect();
+        if let Some(oldest) = state.reads.first().map(|read| read.round) {
+            state.read_acks_round = oldest;
+            state.read_acks = acked_at_least(state, oldest);
+        }
         for read in ready {
             match read.requester {
                 ReadRequester::Local(id) => {
@@ -331,4 +344,13 @@ where
             }
         }
     }
+}
+
+/// Followers that acknowledged `round` or a later one.
+fn acked_at_least(state: &LeaderState, round: u64) -> usize {
+    state
+        .progress
+        .values()
+        .filter(|progress| progress.acked_round >= round)
+        .count()
 }

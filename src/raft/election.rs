@@ -274,6 +274,8 @@ where
             match_max: Index::ZERO,
             matched_above_commit: 0,
             matched_scratch: Vec::new(),
+            read_acks_round: u64::MAX,
+            read_acks: 0,
         });
         self.heartbeat_deadline = Some(now + self.config.heartbeat_interval);
         tracing::debug!(node = %self.id, %term, "became leader");

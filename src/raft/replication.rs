@@ -352,7 +352,11 @@ where
         };
         state.due_peers.insert(from);
         progress.last_heard = Some(now);
-        progress.acked_round = progress.acked_round.max(read_round.min(state.read_round));
+        let acked_round = progress.acked_round.max(read_round.min(state.read_round));
+        if progress.acked_round < state.read_acks_round && acked_round >= state.read_acks_round {
+            state.read_acks += 1;
+        }
+        progress.acked_round = acked_round;
         match (result, rewind) {
             (Ok(match_index), _) => {
                 let match_index = match_index.min(last);
