@@ -137,6 +137,16 @@ impl<C: Command> InMemoryLogStore<C> {
         self.unsynced.push(undo);
     }
 
+    /// The entries from `from` to the end, borrowed, with their terms (for
+    /// checkers that read a log without copying it).
+    pub fn entries_from(&self, from: Index) -> impl Iterator<Item = (Term, &C)> {
+        let skip = from.0.saturating_sub(self.first_index());
+        self.entries
+            .iter()
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+            .map(|(command, term)| (*term, command))
+    }
+
     fn first_index(&self) -> u64 {
         self.boundary.index().0 + 1
     }

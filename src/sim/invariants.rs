@@ -12,9 +12,53 @@ use core::hash::{Hash, Hasher};
 use std::collections::BTreeMap;
 
 use crate::id::PeerId;
-use crate::log::{Index, Storage, Term};
+use crate::log::{InMemoryLogStore, Index, Storage, Term};
 use crate::machine::Command;
 use crate::raft::{LogEntry, Role, Status};
+
+/// A fast hasher for the chain hashes: a folded 128-bit multiply per word.
+/// The hashes never leave the run (only their equality matters), so speed
+/// wins over SipHash's resistance to chosen inputs.
+struct ChainHasher(u64);
+
+impl ChainHasher {
+    const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    fn mix(&mut self, word: u64) {
+        let product = u128::from(self.0 ^ word) * u128::from(Self::MULTIPLIER);
+        self.0 = (product as u64) ^ ((product >> 64) as u64);
+    }
+}
+
+impl Hasher for ChainHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.mix(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        }
+        let mut tail = [0u8; 8];
+        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        // The length keeps "ab" + "" apart from "a" + "b".
+        self.mix(u64::from_le_bytes(tail) ^ ((bytes.len() as u64) << 56));
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.mix(word);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The chain hash of the prefix ending in `entry` of `term`, after `previous`.
+fn chain<C: Hash>(previous: u64, term: Term, entry: &C) -> u64 {
+    let mut hasher = ChainHasher(previous ^ 0x243f_6a88_85a3_08d3);
+    term.hash(&mut hasher);
+    entry.hash(&mut hasher);
+    hasher.mix(0x1319_8a2e_0370_7344);
+    hasher.finish()
+}
 
 /// A node's log as last seen: per entry, its term and the chain hash of the
 /// prefix ending there.
@@ -38,14 +82,18 @@ impl Mirror {
 #[derive(Debug, Default)]
 pub(crate) struct Invariants {
     leaders: BTreeMap<Term, PeerId>,
-    /// Chain hash of the prefix ending at (index, term), as first seen anywhere.
-    chains: BTreeMap<(Index, Term), u64>,
+    /// Per index (from 1): the first term seen there and the chain hash of the
+    /// prefix ending at it, as first seen anywhere.
+    chains: Vec<(Term, u64)>,
+    /// The same for the other terms seen at an index (after a conflict).
+    other_chains: BTreeMap<(Index, Term), u64>,
     /// Chain hashes of the committed log.
     committed: Vec<u64>,
     /// For each committed index, the term of the node that first reported it
     /// committed: it was committed in that term or earlier.
     committed_by_term: Vec<Term>,
-    mirrors: BTreeMap<PeerId, Mirror>,
+    /// Per node (by id, from 1).
+    mirrors: Vec<Mirror>,
 }
 
 impl Invariants {
@@ -64,16 +112,34 @@ impl Invariants {
 
     /// Forgets a node's log (it crashed); its storage will be read again.
     pub(crate) fn forget(&mut self, node: PeerId) {
-        self.mirrors.remove(&node);
+        if let Some(mirror) = self.mirrors.get_mut(slot(node)) {
+            mirror.entries.clear();
+        }
+    }
+
+    /// The first chain hash seen for the prefix ending at (`index`, `term`),
+    /// which becomes `chain` if none was.
+    fn first_chain(&mut self, index: Index, term: Term, chain: u64) -> u64 {
+        let position = index.0 as usize - 1;
+        if position == self.chains.len() {
+            self.chains.push((term, chain));
+            return chain;
+        }
+        match self.chains.get(position) {
+            Some((first_term, first)) if *first_term == term => *first,
+            // Another term at this index, or (after a violation cut a mirror's
+            // check short) an index past those recorded in order.
+            _ => *self.other_chains.entry((index, term)).or_insert(chain),
+        }
     }
 
     /// Checks `node` after an event. Returns the violations found.
-    pub(crate) fn observe<C: Command + Hash, S: Storage<LogEntry<C>>>(
+    pub(crate) fn observe<C: Command + Hash>(
         &mut self,
         node: PeerId,
         status: &Status,
         became_leader: bool,
-        storage: &S,
+        storage: &InMemoryLogStore<LogEntry<C>>,
     ) -> Vec<String> {
         let mut violations = Vec::new();
         if status.role == Role::Leader {
@@ -85,19 +151,36 @@ impl Invariants {
                 ));
             }
         }
-        let mirror = self.mirrors.entry(node).or_default();
-        let added_from = sync_mirror(mirror, status, storage);
+        if self.mirrors.len() <= slot(node) {
+            self.mirrors.resize_with(slot(node) + 1, Mirror::default);
+        }
+        let mut mirror = core::mem::take(&mut self.mirrors[slot(node)]);
+        let added_from = sync_mirror(&mut mirror, status, storage);
         // Log matching: the same (index, term) means the same prefix.
         for (position, (term, chain)) in mirror.entries.iter().enumerate().skip(added_from) {
             let index = Index(position as u64 + 1);
-            let first = *self.chains.entry((index, *term)).or_insert(*chain);
-            if first != *chain {
+            if self.first_chain(index, *term, *chain) != *chain {
                 violations.push(format!(
                     "log matching: {node}'s entry {index} of term {term} differs from another node's"
                 ));
                 break;
             }
         }
+        self.check_committed(node, status, became_leader, &mirror, &mut violations);
+        self.mirrors[slot(node)] = mirror;
+        violations
+    }
+
+    /// State machine safety and leader completeness for `node`, whose log
+    /// `mirror` mirrors.
+    fn check_committed(
+        &mut self,
+        node: PeerId,
+        status: &Status,
+        became_leader: bool,
+        mirror: &Mirror,
+        violations: &mut Vec<String>,
+    ) {
         // State machine safety: the committed prefix never changes.
         let commit = status.commit_index;
         let known = Index(self.committed.len() as u64);
@@ -140,7 +223,6 @@ impl Invariants {
                 ));
             }
         }
-        violations
     }
 
     /// Whether `node`'s log holds the whole committed log, for the end-of-run check.
@@ -149,19 +231,24 @@ impl Invariants {
         committed.is_zero()
             || self
                 .mirrors
-                .get(&node)
+                .get(slot(node))
                 .and_then(|mirror| mirror.chain_at(committed))
                 == Some(self.committed[committed.0 as usize - 1])
     }
 }
 
+/// Where a node's mirror is kept.
+fn slot(node: PeerId) -> usize {
+    (node.0 - 1) as usize
+}
+
 /// Brings `mirror` up to date with the node's log: cut where it diverged (a
 /// truncation), then read the entries it lacks. Returns how many entries were
 /// kept (the new ones follow).
-fn sync_mirror<C: Command + Hash, S: Storage<LogEntry<C>>>(
+fn sync_mirror<C: Command + Hash>(
     mirror: &mut Mirror,
     status: &Status,
-    storage: &S,
+    storage: &InMemoryLogStore<LogEntry<C>>,
 ) -> usize {
     let last = status.last_log;
     let mut keep = mirror.entries.len().min(last.index().0 as usize);
@@ -181,15 +268,113 @@ fn sync_mirror<C: Command + Hash, S: Storage<LogEntry<C>>>(
     mirror.entries.truncate(keep);
     if (keep as u64) < last.index().0 {
         let from = Index(keep as u64 + 1);
-        let mut chain = mirror.chain_at(Index(keep as u64)).unwrap_or(0);
-        for (term, _, entry) in storage.get_range(&(from..=last.index())) {
-            let mut hasher = std::hash::DefaultHasher::new();
-            chain.hash(&mut hasher);
-            term.hash(&mut hasher);
-            entry.hash(&mut hasher);
-            chain = hasher.finish();
-            mirror.entries.push((term, chain));
+        let mut previous = mirror.chain_at(Index(keep as u64)).unwrap_or(0);
+        for (term, entry) in storage.entries_from(from) {
+            previous = chain(previous, term, entry);
+            mirror.entries.push((term, previous));
         }
     }
     keep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::Cursor;
+    use crate::raft::{ClientId, CommandEntry, ProposalId};
+
+    type Log = InMemoryLogStore<LogEntry<u64>>;
+
+    fn log(entries: &[(u64, u64)]) -> Log {
+        let mut log = Log::default();
+        for (sequence, (term, command)) in entries.iter().enumerate() {
+            let entry = LogEntry::Command(CommandEntry {
+                command: *command,
+                proposal: ProposalId {
+                    client: ClientId(1),
+                    sequence: sequence as u64,
+                },
+                settled_below: 0,
+                batch_end: true,
+            });
+            log.append(entry, Term(*term));
+        }
+        log
+    }
+
+    fn status(node: u64, log: &Log, commit: u64) -> Status {
+        Status {
+            id: PeerId(node),
+            role: Role::Follower,
+            term: log.last().term(),
+            leader: None,
+            commit_index: Index(commit),
+            applied: Cursor::ZERO,
+            last_log: log.last(),
+        }
+    }
+
+    fn observe(invariants: &mut Invariants, node: u64, log: &Log, commit: u64) -> Vec<String> {
+        invariants.observe(PeerId(node), &status(node, log, commit), false, log)
+    }
+
+    #[test]
+    fn equal_logs_pass_and_commit() {
+        let mut invariants = Invariants::default();
+        let entries = [(1, 10), (1, 11), (2, 12)];
+        assert!(observe(&mut invariants, 1, &log(&entries), 3).is_empty());
+        assert!(observe(&mut invariants, 2, &log(&entries[..2]), 2).is_empty());
+        assert_eq!(invariants.committed_index(), Index(3));
+        assert!(invariants.holds_committed(PeerId(1)));
+        assert!(!invariants.holds_committed(PeerId(2)));
+    }
+
+    #[test]
+    fn same_index_and_term_with_another_command_breaks_log_matching() {
+        let mut invariants = Invariants::default();
+        assert!(observe(&mut invariants, 1, &log(&[(1, 10), (1, 11)]), 0).is_empty());
+        let found = observe(&mut invariants, 2, &log(&[(1, 10), (1, 99)]), 0);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("log matching: n2's entry 2 of term 1"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn another_term_at_an_index_is_allowed_until_committed() {
+        let mut invariants = Invariants::default();
+        assert!(observe(&mut invariants, 1, &log(&[(1, 10), (2, 11)]), 1).is_empty());
+        // A conflicting uncommitted suffix is fine: it will be overwritten.
+        assert!(observe(&mut invariants, 2, &log(&[(1, 10), (3, 12)]), 1).is_empty());
+        // The first node to commit index 2 fixes it; a node committing another
+        // entry there breaks state machine safety.
+        assert!(observe(&mut invariants, 2, &log(&[(1, 10), (3, 12)]), 2).is_empty());
+        let found = observe(&mut invariants, 1, &log(&[(1, 10), (2, 11)]), 2);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("state machine safety: n1"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_truncated_and_rewritten_log_is_rehashed() {
+        let mut invariants = Invariants::default();
+        assert!(observe(&mut invariants, 1, &log(&[(1, 10), (1, 11)]), 1).is_empty());
+        // Node 1's log after truncating index 2 and appending term 2's entry.
+        assert!(observe(&mut invariants, 1, &log(&[(1, 10), (2, 20)]), 2).is_empty());
+        assert!(observe(&mut invariants, 2, &log(&[(1, 10), (2, 20)]), 2).is_empty());
+        let found = observe(&mut invariants, 3, &log(&[(1, 10), (2, 21)]), 0);
+        assert_eq!(found.len(), 1, "{found:?}");
+    }
+
+    #[test]
+    fn chain_hashes_depend_on_every_part() {
+        let base = chain(0, Term(1), &5u64);
+        assert_ne!(base, chain(1, Term(1), &5u64));
+        assert_ne!(base, chain(0, Term(2), &5u64));
+        assert_ne!(base, chain(0, Term(1), &6u64));
+        assert_ne!(chain(0, Term(1), &"ab"), chain(0, Term(1), &("a", "b")));
+    }
 }
