@@ -88,14 +88,16 @@ pub(crate) enum Event<M: StateMachine> {
         client: usize,
         generation: u64,
     },
+    // Boxed: client traffic is rare beside deliveries, and this keeps every
+    // event as small as a delivery.
     ClientRequest {
         client: usize,
         node: PeerId,
-        request: Request<M>,
+        request: Box<Request<M>>,
     },
     ClientResponse {
         client: usize,
-        response: Response<M>,
+        response: Box<Response<M>>,
     },
 }
 
@@ -121,6 +123,11 @@ impl Clock {
     };
 
     fn local(&self, global: Instant) -> Instant {
+        if self.drift_ppm == 0 {
+            // Most clocks never drift: skip the 128-bit division.
+            let elapsed = global.as_nanos().saturating_sub(self.base_global);
+            return Instant::from_nanos(self.base_local.saturating_add(elapsed));
+        }
         let elapsed = i128::from(global.as_nanos().saturating_sub(self.base_global));
         let scaled = elapsed * (1_000_000 + i128::from(self.drift_ppm)) / 1_000_000;
         Instant::from_nanos(
@@ -133,6 +140,10 @@ impl Clock {
         let ahead = i128::from(local.as_nanos()) - i128::from(self.base_local);
         if ahead <= 0 {
             return Instant::from_nanos(self.base_global);
+        }
+        if self.drift_ppm == 0 {
+            let ahead = local.as_nanos() - self.base_local;
+            return Instant::from_nanos(self.base_global.saturating_add(ahead));
         }
         // Round up, so the node's clock reads at least `local` at the result.
         let rate = (1_000_000 + i128::from(self.drift_ppm)).max(1);
@@ -624,7 +635,7 @@ impl<M: SimMachine> World<M> {
                 node,
                 request,
             } => self.client_request(client, node, request),
-            Event::ClientResponse { client, response } => self.client_response(client, response),
+            Event::ClientResponse { client, response } => self.client_response(client, *response),
         }
     }
 
@@ -820,7 +831,10 @@ impl<M: SimMachine> World<M> {
                     let response = Response::Proposal { id, outcome };
                     self.queue.push(
                         self.now + latency,
-                        Event::ClientResponse { client, response },
+                        Event::ClientResponse {
+                            client,
+                            response: Box::new(response),
+                        },
                     );
                 }
                 Effect::QueryOutcome { id, outcome } => {
@@ -834,7 +848,10 @@ impl<M: SimMachine> World<M> {
                     };
                     self.queue.push(
                         self.now + latency,
-                        Event::ClientResponse { client, response },
+                        Event::ClientResponse {
+                            client,
+                            response: Box::new(response),
+                        },
                     );
                 }
                 Effect::ProposalAccepted { .. } => {}
@@ -1385,13 +1402,13 @@ impl<M: SimMachine> World<M> {
             Event::ClientRequest {
                 client,
                 node: target,
-                request,
+                request: Box::new(request),
             },
         );
         self.schedule_wake(client, wake);
     }
 
-    fn client_request(&mut self, client: usize, node: PeerId, request: Request<M>) {
+    fn client_request(&mut self, client: usize, node: PeerId, request: Box<Request<M>>) {
         let position = Self::position(node);
         if self.hosts[position].node.is_none() {
             return; // lost with the crashed node; the client will time out
@@ -1405,7 +1422,7 @@ impl<M: SimMachine> World<M> {
             return;
         }
         let client_number = self.clients[client].id.0;
-        match request {
+        match *request {
             Request::Propose(proposal) => {
                 let what = What::Request {
                     client: client_number,
@@ -1592,5 +1609,40 @@ impl<M: SimMachine> World<M> {
             }
         }
         failures
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clocks_map_both_ways_with_and_without_drift() {
+        for drift_ppm in [0, 250, -400] {
+            let clock = Clock {
+                base_global: 1_000,
+                base_local: 5_000,
+                drift_ppm,
+            };
+            for global in [1_000, 1_001, 7_777_777, 3_000_000_123] {
+                let local = clock.local(Instant::from_nanos(global));
+                let back = clock.global(local);
+                // The first global instant at which the clock reads `local`.
+                assert!(clock.local(back) >= local, "drift {drift_ppm}: {global}");
+                assert!(
+                    back <= Instant::from_nanos(global),
+                    "drift {drift_ppm}: {global}"
+                );
+                if drift_ppm == 0 {
+                    assert_eq!(local, Instant::from_nanos(global + 4_000));
+                    assert_eq!(back, Instant::from_nanos(global));
+                }
+            }
+            // Before its base the clock reads its base.
+            assert_eq!(
+                clock.local(Instant::from_nanos(10)),
+                Instant::from_nanos(5_000)
+            );
+        }
     }
 }
