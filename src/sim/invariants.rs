@@ -8,56 +8,21 @@
 //!   the same entry there, so no committed entry is ever lost or replaced, across
 //!   crashes too.
 
-use core::hash::{Hash, Hasher};
+use core::hash::Hash;
 use std::collections::BTreeMap;
 
+use super::fingerprint::Fingerprint;
 use crate::id::PeerId;
 use crate::log::{Cursor, InMemoryLogStore, Index, Storage, Term};
 use crate::machine::Command;
 use crate::raft::{LogEntry, Role, Status};
 
-/// A fast hasher for the chain hashes: a folded 128-bit multiply per word.
-/// The hashes never leave the run (only their equality matters), so speed
-/// wins over SipHash's resistance to chosen inputs.
-struct ChainHasher(u64);
-
-impl ChainHasher {
-    const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
-
-    fn mix(&mut self, word: u64) {
-        let product = u128::from(self.0 ^ word) * u128::from(Self::MULTIPLIER);
-        self.0 = (product as u64) ^ ((product >> 64) as u64);
-    }
-}
-
-impl Hasher for ChainHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            self.mix(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
-        }
-        let mut tail = [0u8; 8];
-        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-        // The length keeps "ab" + "" apart from "a" + "b".
-        self.mix(u64::from_le_bytes(tail) ^ ((bytes.len() as u64) << 56));
-    }
-
-    fn write_u64(&mut self, word: u64) {
-        self.mix(word);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 /// The chain hash of the prefix ending in `entry` of `term`, after `previous`.
 fn chain<C: Hash>(previous: u64, term: Term, entry: &C) -> u64 {
-    let mut hasher = ChainHasher(previous ^ 0x243f_6a88_85a3_08d3);
-    term.hash(&mut hasher);
-    entry.hash(&mut hasher);
-    hasher.mix(0x1319_8a2e_0370_7344);
-    hasher.finish()
+    let mut fingerprint = Fingerprint::new(previous);
+    term.hash(&mut fingerprint);
+    entry.hash(&mut fingerprint);
+    fingerprint.value()
 }
 
 /// A node's log as last seen: per entry, its term and the chain hash of the

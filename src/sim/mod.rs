@@ -33,6 +33,7 @@
 pub mod choices;
 pub mod config;
 pub mod faults;
+mod fingerprint;
 pub mod history;
 mod invariants;
 pub mod jepsen;

@@ -6,6 +6,7 @@
 use core::fmt;
 use std::collections::VecDeque;
 
+use super::fingerprint::Fingerprint;
 use crate::env::{Instant, TimerKind};
 use crate::id::PeerId;
 use crate::log::{Index, Term};
@@ -73,44 +74,44 @@ pub enum What {
 }
 
 impl What {
-    fn encode_into(&self, hasher: &mut Vec<u8>) {
+    fn fold_into(&self, hasher: &mut Fingerprint) {
         match self {
             Self::Received { from, message, .. } => {
-                hasher.extend_from_slice(&[1]);
-                hasher.extend_from_slice(&from.0.to_le_bytes());
-                hasher.extend_from_slice(message.as_bytes());
+                hasher.word(1);
+                hasher.word(from.0);
+                hasher.bytes(message.as_bytes());
             }
             Self::Rejected { from, reason } => {
-                hasher.extend_from_slice(&[2]);
-                hasher.extend_from_slice(&from.0.to_le_bytes());
-                hasher.extend_from_slice(reason.as_bytes());
+                hasher.word(2);
+                hasher.word(from.0);
+                hasher.bytes(reason.as_bytes());
             }
             Self::Timer(kind) => {
-                hasher.extend_from_slice(&[3, kind.slot() as u8]);
+                hasher.word(3);
+                hasher.word(kind.slot() as u64);
             }
             Self::Role { leader } => {
-                hasher.extend_from_slice(&[4]);
-                hasher.extend_from_slice(&leader.map_or(u64::MAX, |leader| leader.0).to_le_bytes());
+                hasher.word(4);
+                hasher.word(leader.map_or(u64::MAX, |leader| leader.0));
             }
             Self::Commit(index) => {
-                hasher.extend_from_slice(&[5]);
-                hasher.extend_from_slice(&index.0.to_le_bytes());
+                hasher.word(5);
+                hasher.word(index.0);
             }
             Self::Request { client, operation } => {
-                hasher.extend_from_slice(&[6]);
-                hasher.extend_from_slice(&client.to_le_bytes());
-                hasher.extend_from_slice(operation.as_bytes());
+                hasher.word(6);
+                hasher.word(*client);
+                hasher.bytes(operation.as_bytes());
             }
             Self::Fault(text) => {
-                hasher.extend_from_slice(&[7]);
-                hasher.extend_from_slice(text.as_bytes());
+                hasher.word(7);
+                hasher.bytes(text.as_bytes());
             }
             Self::Note(text) => {
-                hasher.extend_from_slice(&[8]);
-                hasher.extend_from_slice(text.as_bytes());
+                hasher.word(8);
+                hasher.bytes(text.as_bytes());
             }
         }
-        hasher.extend_from_slice(&[0xff]);
     }
 }
 
@@ -144,15 +145,10 @@ impl fmt::Display for TraceEvent {
     }
 }
 
-/// Bytes of encoded events buffered before they are hashed: hashing in bulk lets
-/// blake3 use its wide SIMD paths.
-const HASH_BUFFER_BYTES: usize = 64 * 1024;
-
 /// Collects the trace of one run.
 pub struct Trace {
-    hasher: blake3::Hasher,
-    /// Encoded events not yet fed to `hasher`.
-    pending: Vec<u8>,
+    /// Every event so far, folded in field by field.
+    hasher: Fingerprint,
     events: u64,
     tail: VecDeque<TraceEvent>,
     all: Option<Vec<TraceEvent>>,
@@ -165,8 +161,7 @@ impl Trace {
     /// if `checkpoints`.
     pub fn new(record_all: bool, checkpoints: bool) -> Self {
         Self {
-            hasher: blake3::Hasher::new(),
-            pending: Vec::with_capacity(HASH_BUFFER_BYTES),
+            hasher: Fingerprint::new(0),
             events: 0,
             tail: VecDeque::with_capacity(TRACE_TAIL_EVENTS),
             all: record_all.then(Vec::new),
@@ -177,21 +172,14 @@ impl Trace {
     /// Records an event.
     pub fn record(&mut self, event: TraceEvent) {
         self.events += 1;
-        let pending = &mut self.pending;
-        pending.extend_from_slice(&event.time.as_nanos().to_le_bytes());
-        pending.extend_from_slice(&event.node.map_or(u64::MAX, |node| node.0).to_le_bytes());
-        pending.extend_from_slice(&event.term.0.to_le_bytes());
-        pending.push(event.role.map_or(9, |role| role as u8));
-        event.what.encode_into(pending);
-        if self.pending.len() >= HASH_BUFFER_BYTES || self.checkpoints.is_some() {
-            self.hasher.update(&self.pending);
-            self.pending.clear();
-        }
+        let hasher = &mut self.hasher;
+        hasher.word(event.time.as_nanos());
+        hasher.word(event.node.map_or(u64::MAX, |node| node.0));
+        hasher.word(event.term.0);
+        hasher.word(event.role.map_or(9, |role| role as u64));
+        event.what.fold_into(hasher);
         if let Some(checkpoints) = &mut self.checkpoints {
-            let hash = self.hasher.finalize();
-            let mut first = [0u8; 8];
-            first.copy_from_slice(&hash.as_bytes()[..8]);
-            checkpoints.push(u64::from_le_bytes(first));
+            checkpoints.push(self.hasher.value());
         }
         if tracing::enabled!(target: "quorate::sim", tracing::Level::DEBUG) {
             tracing::debug!(target: "quorate::sim", time = %event.time, "{event}");
@@ -217,13 +205,7 @@ impl Trace {
 
     /// The hash of everything recorded, as 16 hex digits.
     pub fn hash(&self) -> String {
-        let mut hasher = self.hasher.clone();
-        hasher.update(&self.pending);
-        let hash = hasher.finalize();
-        hash.as_bytes()[..8]
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect()
+        format!("{:016x}", self.hasher.value())
     }
 
     /// The last events recorded.
