@@ -1,10 +1,8 @@
 //! Terms, pre-votes, votes and role changes (§5.2, §5.4.1; pre-vote and the
 //! disruptive-server rule from §9.6 of Ongaro's thesis).
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use super::message::{ConflictHint, Message};
-use super::node::{EntryOf, Flaw, LeaderState, Node, Progress, Role};
+use super::node::{EntryOf, Flaw, Followers, LeaderState, Node, Progress, Role};
 use super::outcome::{Effect, ProposalOutcome, ProposeError, QueryError};
 use crate::env::{Instant, uniform_duration};
 use crate::id::PeerId;
@@ -238,21 +236,18 @@ where
         debug_assert_eq!(self.role, Role::Candidate);
         debug_assert_eq!(self.hard_state.voted_for, Some(self.id));
         let next_index = self.last_log.index().next();
-        let progress: BTreeMap<PeerId, Progress> = self
-            .peers()
-            .map(|peer| {
-                let progress = Progress {
-                    next_index,
-                    match_index: Index::ZERO,
-                    acked_round: 0,
-                    last_heard: None,
-                    contact_due: true,
-                    commit_sent: Index::ZERO,
-                    match_at_tick: Index::ZERO,
-                };
-                (peer, progress)
-            })
-            .collect();
+        let progress = Followers::new(
+            self.peers(),
+            &Progress {
+                next_index,
+                match_index: Index::ZERO,
+                acked_round: 0,
+                last_heard: None,
+                contact_due: true,
+                commit_sent: Index::ZERO,
+                match_at_tick: Index::ZERO,
+            },
+        );
         self.role = Role::Leader;
         self.leader = Some(self.id);
         self.votes.clear();
@@ -269,7 +264,7 @@ where
             reads: Vec::new(),
             since: now,
             due_all: true,
-            due_peers: BTreeSet::new(),
+            due_peers: Vec::new(),
             commit_due: true,
             match_max: Index::ZERO,
             matched_above_commit: 0,

@@ -98,6 +98,61 @@ pub(super) struct Progress {
     pub match_at_tick: Index,
 }
 
+/// Every follower's [`Progress`], in the order of their ids: a leader's
+/// lookups by id are a binary search over a few cache lines, and walks go in
+/// id order, as they would over a `BTreeMap`.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Followers {
+    ids: Vec<PeerId>,
+    progress: Vec<Progress>,
+}
+
+impl Followers {
+    /// Followers `ids` (in increasing order), each starting at `progress`.
+    pub fn new(ids: impl Iterator<Item = PeerId>, progress: &Progress) -> Self {
+        let ids: Vec<PeerId> = ids.collect();
+        debug_assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
+        let progress = vec![progress.clone(); ids.len()];
+        Self { ids, progress }
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// The id of the follower at `position`.
+    pub fn id(&self, position: usize) -> PeerId {
+        self.ids[position]
+    }
+
+    /// The position of `peer`, if it is a follower.
+    pub fn position(&self, peer: PeerId) -> Option<usize> {
+        self.ids.binary_search(&peer).ok()
+    }
+
+    /// The progress of the follower at `position`.
+    pub fn at_mut(&mut self, position: usize) -> &mut Progress {
+        &mut self.progress[position]
+    }
+
+    /// The progress of `peer`, if it is a follower.
+    #[cfg(test)]
+    pub fn get(&self, peer: PeerId) -> Option<&Progress> {
+        self.position(peer).map(|position| &self.progress[position])
+    }
+
+    /// Every follower's progress, in id order.
+    pub fn values(&self) -> impl Iterator<Item = &Progress> {
+        self.progress.iter()
+    }
+
+    /// Every follower's progress, mutable, in id order.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Progress> {
+        self.progress.iter_mut()
+    }
+}
+
 /// Who is waiting for a read round to be confirmed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ReadRequester {
@@ -118,7 +173,7 @@ pub(super) struct LeaderRead {
 /// What only a leader keeps.
 #[derive(Debug, Clone)]
 pub(super) struct LeaderState {
-    pub progress: BTreeMap<PeerId, Progress>,
+    pub progress: Followers,
     /// The index of this term's blank entry: reads wait until it is committed.
     pub term_start: Index,
     /// The latest read round started; rounds increase within a term.
@@ -130,8 +185,9 @@ pub(super) struct LeaderState {
     /// Every follower may need a message at the next flush (new entries, a
     /// heartbeat, a read round, a new commit index).
     pub due_all: bool,
-    /// Followers that may need a message at the next flush (they answered).
-    pub due_peers: BTreeSet<PeerId>,
+    /// Positions of the followers that may need a message at the next flush
+    /// (they answered), in any order and possibly repeated.
+    pub due_peers: Vec<usize>,
     /// A match index or the leader's own log moved: the commit index may too.
     pub commit_due: bool,
     /// The highest match index of any follower (for an O(1) invariant check).

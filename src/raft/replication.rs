@@ -73,18 +73,28 @@ where
             .leader_state
             .as_mut()
             .expect("only a leader replicates");
-        let due_peers = core::mem::take(&mut state.due_peers);
-        let peers: Vec<PeerId> = if core::mem::take(&mut state.due_all) {
-            self.peers().collect()
+        let mut due = core::mem::take(&mut state.due_peers);
+        if core::mem::take(&mut state.due_all) {
+            for position in 0..state.progress.len() {
+                self.replicate_to(position, log_start);
+            }
         } else {
-            due_peers.into_iter().collect()
-        };
-        for peer in peers {
-            self.replicate_to(peer, log_start);
+            // In id order, each once.
+            due.sort_unstable();
+            due.dedup();
+            for &position in &due {
+                self.replicate_to(position, log_start);
+            }
+        }
+        due.clear();
+        // Keep the buffer for the next answers.
+        if let Some(state) = self.leader_state.as_mut() {
+            state.due_peers = due;
         }
     }
 
-    fn replicate_to(&mut self, peer: PeerId, log_start: Index) {
+    /// Sends the follower at `position` what it lacks.
+    fn replicate_to(&mut self, position: usize, log_start: Index) {
         let term = self.hard_state.current_term;
         let commit = self.commit_index;
         let last = self.last_log.index();
@@ -95,10 +105,8 @@ where
             .as_mut()
             .expect("only a leader replicates");
         let read_round = state.read_round;
-        let progress = state
-            .progress
-            .get_mut(&peer)
-            .expect("progress for every peer");
+        let peer = state.progress.id(position);
+        let progress = state.progress.at_mut(position);
 
         if !log_start.is_zero() && progress.next_index <= log_start {
             if progress.contact_due {
@@ -125,10 +133,7 @@ where
                 .leader_state
                 .as_mut()
                 .expect("only a leader replicates");
-            let progress = state
-                .progress
-                .get_mut(&peer)
-                .expect("progress for every peer");
+            let progress = state.progress.at_mut(position);
             let next = progress.next_index;
             let inflight = next.0.saturating_sub(progress.match_index.0 + 1);
             let can_send_entries = next <= last && inflight < inflight_max;
@@ -347,10 +352,11 @@ where
             .leader_state
             .as_mut()
             .expect("a leader has leader state");
-        let Some(progress) = state.progress.get_mut(&from) else {
+        let Some(position) = state.progress.position(from) else {
             return;
         };
-        state.due_peers.insert(from);
+        state.due_peers.push(position);
+        let progress = state.progress.at_mut(position);
         progress.last_heard = Some(now);
         let acked_round = progress.acked_round.max(read_round.min(state.read_round));
         if progress.acked_round < state.read_acks_round && acked_round >= state.read_acks_round {

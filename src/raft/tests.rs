@@ -541,8 +541,14 @@ fn figure_8_an_earlier_terms_entry_is_not_committed_by_counting() {
     assert_eq!(cluster.log_terms(3), vec![1, 1]);
     assert_eq!(cluster.log_terms(2), vec![1, 1]);
     let leader_state = cluster.node(1).leader_state.as_ref().unwrap();
-    assert_eq!(leader_state.progress[&PeerId(2)].match_index, Index(2));
-    assert_eq!(leader_state.progress[&PeerId(3)].match_index, Index(2));
+    assert_eq!(
+        leader_state.progress.get(PeerId(2)).unwrap().match_index,
+        Index(2)
+    );
+    assert_eq!(
+        leader_state.progress.get(PeerId(3)).unwrap().match_index,
+        Index(2)
+    );
     assert!(
         cluster.status(1).commit_index < Index(2),
         "index 2 (term 1) sits on a majority but must not be committed by counting"
