@@ -183,6 +183,17 @@ impl<C: Command> Storage<C> for InMemoryLogStore<C> {
         crate::log::entries_in_range(&self.entries, self.entries.len(), self.first_index(), range)
     }
 
+    fn extend_with_range(&self, range: &RangeInclusive<Index>, out: &mut Vec<(Term, C)>) {
+        let first = self.first_index();
+        let start = range.start().0.max(first);
+        let end = range.end().0.min(self.last_index());
+        if start > end {
+            return;
+        }
+        let held = &self.entries[(start - first) as usize..=(end - first) as usize];
+        out.extend(held.iter().map(|(command, term)| (*term, command.clone())));
+    }
+
     fn truncate(&mut self, at: Index) {
         let keep = at.0.saturating_sub(self.first_index()) as usize;
         if keep >= self.entries.len() {
@@ -272,6 +283,27 @@ mod tests {
             store.get_range(&(Index(1)..=Index(9))),
             vec![(Term(2), Index(3), 30), (Term(2), Index(4), 40)]
         );
+    }
+
+    #[test]
+    fn extend_with_range_lists_what_get_range_does() {
+        let mut store = store_with(&[(10, 1), (20, 1), (30, 2), (40, 2), (50, 3)]);
+        store.prune_prefix(Index(2));
+        let mut empty = InMemoryLogStore::<u64>::new();
+        empty.reset_to(Cursor::new(Term(4), Index(9)));
+        for log in [&store, &empty, &InMemoryLogStore::new()] {
+            for start in 0..8 {
+                for end in 0..8 {
+                    let range = Index(start)..=Index(end);
+                    let mut out = vec![(Term(9), 99)];
+                    log.extend_with_range(&range, &mut out);
+                    let expected: Vec<(Term, u64)> = core::iter::once((Term(9), 99))
+                        .chain(log.get_range(&range).into_iter().map(|(t, _, c)| (t, c)))
+                        .collect();
+                    assert_eq!(out, expected, "{range:?}");
+                }
+            }
+        }
     }
 
     #[test]

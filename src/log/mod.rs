@@ -118,6 +118,18 @@ pub trait Storage<C: Command>: Send + 'static {
     /// The held entries within `range`, in index order; indexes not held are skipped.
     fn get_range(&self, range: &RangeInclusive<Index>) -> Vec<(Term, Index, C)>;
 
+    /// Appends the held entries within `range` to `out` with their terms, as
+    /// [`get_range`](Storage::get_range) would list them. A store that can
+    /// copy straight from its log should: a leader calls this for every
+    /// AppendEntries it sends.
+    fn extend_with_range(&self, range: &RangeInclusive<Index>, out: &mut Vec<(Term, C)>) {
+        out.extend(
+            self.get_range(range)
+                .into_iter()
+                .map(|(term, _, command)| (term, command)),
+        );
+    }
+
     /// Removes every entry at `at` and after it: `at` becomes the next index to append.
     fn truncate(&mut self, at: Index);
 

@@ -162,15 +162,11 @@ where
             let prev_term = self
                 .term_at(prev_index)
                 .expect("a leader holds every entry after its log start");
-            let entries: Vec<(Term, EntryOf<M>)> = if through > prev_index {
+            let mut entries: Vec<(Term, EntryOf<M>)> = Vec::new();
+            if through > prev_index {
                 self.storage
-                    .get_range(&(prev_index.next()..=through))
-                    .into_iter()
-                    .map(|(term, _, entry)| (term, entry))
-                    .collect()
-            } else {
-                Vec::new()
-            };
+                    .extend_with_range(&(prev_index.next()..=through), &mut entries);
+            }
             self.outbox.push((
                 peer,
                 Message::AppendEntries {
