@@ -273,8 +273,13 @@ pub(crate) struct World<M: SimMachine> {
     crash_next_voter: bool,
     /// Leaders still to crash under [`FaultAction::LeaderChurn`].
     churn_rounds: u32,
-    /// `bonds[a][b]`: whether nodes `a + 1` and `b + 1` bonded.
-    bonds: Vec<Vec<bool>>,
+    /// `bonds[a][b]`: whether nodes `a + 1` and `b + 1` bonded; `None` until
+    /// the first message between them (see [`World::bonded`]).
+    bonds: Vec<Vec<Option<bool>>>,
+    /// Each node's id, key and GroupId inputs, for its handshakes.
+    bond_inputs: Vec<(PeerId, GroupKey, GroupIdInputs)>,
+    /// Nonces for the handshakes.
+    bond_rng: Entropy,
     pub bond_errors: Vec<(PeerId, PeerId, BondError)>,
     pub trace: Trace,
     pub history: SimHistory<M>,
@@ -366,7 +371,9 @@ impl<M: SimMachine> World<M> {
             doomed: None,
             crash_next_voter: false,
             churn_rounds: 0,
-            bonds: vec![vec![false; nodes]; nodes],
+            bonds: vec![vec![None; nodes]; nodes],
+            bond_inputs: Vec::new(),
+            bond_rng: derive_entropy(seed, "bonds"),
             bond_errors: Vec::new(),
             trace,
             history: SimHistory::default(),
@@ -434,7 +441,7 @@ impl<M: SimMachine> World<M> {
                 granted: None,
             });
         }
-        self.bond_all(&node_inputs);
+        self.bond_inputs = node_inputs;
         for position in 0..self.hosts.len() {
             self.boot(position);
         }
@@ -461,34 +468,40 @@ impl<M: SimMachine> World<M> {
         self.network.set_faults(self.plan.network);
     }
 
-    /// Runs the handshake between every pair, through the codec, as two nodes
-    /// meeting on the network would. Pairs that fail never exchange a message.
-    fn bond_all(&mut self, inputs: &[(PeerId, GroupKey, GroupIdInputs)]) {
-        let mut rng = derive_entropy(self.config.seed, "bonds");
+    /// Whether `a` and `b` bonded. The first time a pair has a message to
+    /// pass, it runs the handshake, through the codec, as two nodes meeting on
+    /// the network would; a pair that fails never exchanges a message. Only
+    /// pairs that talk pay for a handshake: a group of 101 has 5,050 pairs,
+    /// but a stable one uses the 100 around its leader.
+    fn bonded(&mut self, a: PeerId, b: PeerId) -> bool {
+        let (a_position, b_position) = (Self::position(a), Self::position(b));
+        if let Some(bonded) = self.bonds[a_position][b_position] {
+            return bonded;
+        }
         let mut nonce = || {
             let mut bytes = [0u8; 32];
             for chunk in bytes.chunks_mut(8) {
-                chunk.copy_from_slice(&uniform_u64(&mut rng, 0, u64::MAX).to_le_bytes());
+                chunk.copy_from_slice(&uniform_u64(&mut self.bond_rng, 0, u64::MAX).to_le_bytes());
             }
             bytes
         };
-        for (a_position, a) in inputs.iter().enumerate() {
-            for (b_position, b) in inputs.iter().enumerate().skip(a_position + 1) {
-                let (result_a, result_b) = crate::bond::handshake_in_memory(
-                    (a.0, a.1.clone(), a.2, nonce()),
-                    (b.0, b.1.clone(), b.2, nonce()),
-                );
-                let bonded = result_a.is_ok() && result_b.is_ok();
-                self.bonds[a_position][b_position] = bonded;
-                self.bonds[b_position][a_position] = bonded;
-                if let Err(error) = result_a {
-                    self.bond_errors.push((a.0, b.0, error));
-                }
-                if let Err(error) = result_b {
-                    self.bond_errors.push((b.0, a.0, error));
-                }
-            }
+        let (nonce_a, nonce_b) = (nonce(), nonce());
+        let side = |position: usize, nonce| {
+            let (id, key, inputs) = &self.bond_inputs[position];
+            (*id, key.clone(), *inputs, nonce)
+        };
+        let (result_a, result_b) =
+            crate::bond::handshake_in_memory(side(a_position, nonce_a), side(b_position, nonce_b));
+        let bonded = result_a.is_ok() && result_b.is_ok();
+        self.bonds[a_position][b_position] = Some(bonded);
+        self.bonds[b_position][a_position] = Some(bonded);
+        if let Err(error) = result_a {
+            self.bond_errors.push((a, b, error));
         }
+        if let Err(error) = result_b {
+            self.bond_errors.push((b, a, error));
+        }
+        bonded
     }
 
     /// The current virtual time.
@@ -508,10 +521,6 @@ impl<M: SimMachine> World<M> {
 
     fn position(id: PeerId) -> usize {
         (id.0 - 1) as usize
-    }
-
-    fn bonded(&self, a: PeerId, b: PeerId) -> bool {
-        self.bonds[Self::position(a)][Self::position(b)]
     }
 
     /// Starts (or restarts) a node from its disk.
