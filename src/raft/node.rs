@@ -275,6 +275,8 @@ where
 {
     pub(super) id: PeerId,
     pub(super) config: GroupConfig,
+    /// `config.voters` in order, for lookups by binary search on every message.
+    pub(super) voters: Vec<PeerId>,
     pub(super) options: NodeOptions,
     pub(super) preference: LeadershipPreference,
     pub(super) machine: M,
@@ -377,6 +379,7 @@ where
         let sessions = super::apply::Sessions::new(options.sessions_max);
         let mut node = Self {
             id,
+            voters: config.voters.iter().copied().collect(),
             config,
             options,
             preference,
@@ -465,12 +468,15 @@ where
 
     /// Handles a message from `from`. Messages from non-voters are ignored.
     pub fn on_message(&mut self, now: Instant, from: PeerId, message: Message<M::Command>) {
-        if from == self.id || !self.config.voters.contains(&from) {
+        if from == self.id || self.voters.binary_search(&from).is_err() {
             tracing::debug!(node = %self.id, %from, "message from a non-member dropped");
             return;
         }
         self.now = now;
-        self.heard_at.insert(from, now);
+        // Only the planted quorum-of-reachable flaw reads this.
+        if self.flaw(Flaw::QuorumOfReachable) {
+            self.heard_at.insert(from, now);
+        }
         if let Some(term) = message.term()
             && !self.observe_term(now, from, term, &message)
         {
@@ -677,8 +683,7 @@ where
 
     /// The other voters, in id order.
     pub(super) fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
-        self.config
-            .voters
+        self.voters
             .iter()
             .copied()
             .filter(move |&peer| peer != self.id)
