@@ -246,6 +246,7 @@ where
                 contact_due: true,
                 commit_sent: Index::ZERO,
                 match_at_tick: Index::ZERO,
+                probing: true,
             },
         );
         self.role = Role::Leader;
@@ -359,6 +360,7 @@ where
             let in_flight = progress.next_index > progress.match_index.next();
             if in_flight && progress.match_index == progress.match_at_tick {
                 progress.next_index = progress.match_index.next();
+                progress.probing = true;
             }
             progress.match_at_tick = progress.match_index;
         }

@@ -96,6 +96,11 @@ pub(super) struct Progress {
     /// `match_index` at the previous heartbeat tick: no progress over a whole tick
     /// with entries in flight means they were lost, so they are sent again.
     pub match_at_tick: Index,
+    /// Whether where the follower's log matches is unknown (a new term, a
+    /// refusal, or a tick without progress): the leader then keeps at most one
+    /// batch in flight to it, so an unreachable follower costs one batch per
+    /// tick, not a whole window.
+    pub probing: bool,
 }
 
 /// Every follower's [`Progress`], in the order of their ids: a leader's

@@ -136,10 +136,15 @@ where
             let progress = state.progress.at_mut(position);
             let next = progress.next_index;
             let inflight = next.0.saturating_sub(progress.match_index.0 + 1);
-            let can_send_entries = next <= last && inflight < inflight_max;
+            let window = if progress.probing {
+                append_max
+            } else {
+                inflight_max
+            };
+            let can_send_entries = next <= last && inflight < window;
             let wants_contact = progress.contact_due || progress.commit_sent < commit;
             let (prev_index, through) = if can_send_entries {
-                let room = append_max.min(inflight_max - inflight);
+                let room = append_max.min(window - inflight);
                 (next.prev(), Index(last.0.min(next.0 + room - 1)))
             } else if !sent && wants_contact {
                 // A heartbeat. With entries in flight it checks only what is known
@@ -361,6 +366,7 @@ where
         progress.acked_round = acked_round;
         match (result, rewind) {
             (Ok(match_index), _) => {
+                progress.probing = false;
                 let match_index = match_index.min(last);
                 if match_index > progress.match_index {
                     // A match at or below the commit index cannot move it: no
@@ -379,6 +385,7 @@ where
                 }
             }
             (Err(_), Some(target)) => {
+                progress.probing = true;
                 // Never below what is known to match, never past the end.
                 let target = target.max(progress.match_index.next()).min(last.next());
                 if target < progress.next_index {

@@ -945,3 +945,55 @@ fn messages_from_non_members_are_ignored() {
     cluster.flush(PeerId(2));
     assert_eq!(cluster.status(2), before);
 }
+
+/// Entries the leader has queued for `to`, over every AppendEntries in flight.
+fn entries_in_flight_to<M: StateMachine>(cluster: &Cluster<M>, to: u64) -> usize {
+    cluster
+        .in_flight
+        .iter()
+        .filter(|(_, destination, _)| *destination == PeerId(to))
+        .map(|(_, _, message)| match message {
+            Message::AppendEntries { entries, .. } => entries.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+#[test]
+fn an_unreachable_follower_is_probed_with_one_batch_per_tick() {
+    let options = NodeOptions {
+        append_entries_max: 4,
+        inflight_entries_max: 64,
+        ..NodeOptions::default()
+    };
+    let mut cluster = Cluster::with(3, options, |_| Recorder::default());
+    cluster.campaign(1);
+    cluster.isolate(3);
+    for value in 1..=40 {
+        cluster.propose(1, value);
+        cluster.deliver_all();
+    }
+    // Node 3 answered nothing for a whole tick: where its log matches is
+    // unknown, so each later tick sends it one batch, not the whole window.
+    for tick in 0..4 {
+        cluster.advance(cluster.config.heartbeat_interval);
+        let leader = cluster.nodes.get_mut(&PeerId(1)).expect("a leader runs");
+        leader.on_timer(cluster.now, TimerKind::Heartbeat);
+        cluster.flush(PeerId(1));
+        let entries = entries_in_flight_to(&cluster, 3);
+        if tick >= 1 {
+            assert!(
+                entries <= 4,
+                "tick {tick}: {entries} entries sent to node 3"
+            );
+        }
+        cluster.deliver_all();
+    }
+    // Once it answers, the pipeline opens again and it catches up.
+    cluster.heal();
+    for _ in 0..4 {
+        cluster.heartbeat();
+    }
+    assert_eq!(cluster.node(3).machine().sum, (1..=40).sum::<u64>());
+    assert_eq!(cluster.log_terms(3), cluster.log_terms(1));
+}
