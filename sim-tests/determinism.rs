@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use quorate::examples::{Counter, KvStore};
 use quorate::sim::runner::check_determinism;
+use quorate::sim::trace::What;
 use quorate::sim::workload::{CounterWorkload, KvWorkload};
 use quorate::sim::{FaultPreset, SimConfig, Simulation};
 
@@ -36,4 +37,37 @@ fn different_seeds_give_different_traces() {
         Simulation::new(config, Counter::default, CounterWorkload).run()
     };
     assert_ne!(make(1).trace_hash, make(2).trace_hash);
+}
+
+#[test]
+fn recording_the_trace_changes_neither_its_hash_nor_its_tail() {
+    // A run writes request texts only where they can be shown; the hash and the
+    // report's last events must not depend on it.
+    let make = |seed| {
+        let mut config = SimConfig::new(seed);
+        config.duration = Duration::from_secs(3);
+        // Stopping under load puts client requests in the tail.
+        config.quiet_period = Duration::ZERO;
+        Simulation::new(config, KvStore::default, KvWorkload::default())
+    };
+    for seed in 0..3 {
+        let plain = make(seed).run();
+        let recorded = make(seed).recording_trace(true).run();
+        assert_eq!(plain.trace_hash, recorded.trace_hash, "seed {seed}");
+        let all = recorded.trace.expect("recorded");
+        assert_eq!(
+            plain.trace_tail,
+            all[all.len() - plain.trace_tail.len()..],
+            "seed {seed}"
+        );
+        let requests = plain
+            .trace_tail
+            .iter()
+            .filter(|event| matches!(&event.what, What::Request { operation, .. } if !operation.is_empty()))
+            .count();
+        assert!(
+            requests > 0,
+            "seed {seed}: no client request in the last events"
+        );
+    }
 }

@@ -534,7 +534,7 @@ fn report_of<M: SimMachine>(
             .collect(),
         trace_hash: world.trace.hash(),
         trace_events: world.trace.len(),
-        trace_tail: world.trace.tail(),
+        trace_tail: world.trace_tail(),
         trace: world.trace.events().map(<[TraceEvent]>::to_vec),
         checkpoints: world.trace.checkpoints().map(<[u64]>::to_vec),
         stats: world.stats,

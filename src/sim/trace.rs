@@ -64,8 +64,13 @@ pub enum What {
     Request {
         /// The client.
         client: u64,
-        /// A short description.
+        /// A short description. Written only where it can be shown (a recorded
+        /// trace, `tracing` at debug level, the tail of a report), as formatting
+        /// every request would cost more than the rest of its event.
         operation: String,
+        /// A fingerprint of the request (what the trace hash folds in, so the
+        /// hash never depends on whether the text was written).
+        digest: u64,
     },
     /// A fault was injected or healed.
     Fault(String),
@@ -98,10 +103,10 @@ impl What {
                 hasher.word(5);
                 hasher.word(index.0);
             }
-            Self::Request { client, operation } => {
+            Self::Request { client, digest, .. } => {
                 hasher.word(6);
                 hasher.word(*client);
-                hasher.bytes(operation.as_bytes());
+                hasher.word(*digest);
             }
             Self::Fault(text) => {
                 hasher.word(7);
@@ -126,7 +131,9 @@ impl fmt::Display for What {
             } => write!(f, "role change, leader {leader}"),
             Self::Role { leader: None } => write!(f, "role change, no leader"),
             Self::Commit(index) => write!(f, "commit {index}"),
-            Self::Request { client, operation } => write!(f, "client {client}: {operation}"),
+            Self::Request {
+                client, operation, ..
+            } => write!(f, "client {client}: {operation}"),
             Self::Fault(text) => write!(f, "FAULT {text}"),
             Self::Note(text) => f.write_str(text),
         }
@@ -167,6 +174,12 @@ impl Trace {
             all: record_all.then(Vec::new),
             checkpoints: checkpoints.then(Vec::new),
         }
+    }
+
+    /// Whether every event is shown or kept whole (recorded for replay, or
+    /// `tracing` at debug level), so its text is needed now.
+    pub fn wants_text(&self) -> bool {
+        self.all.is_some() || tracing::enabled!(target: "quorate::sim", tracing::Level::DEBUG)
     }
 
     /// Records an event.

@@ -1,19 +1,21 @@
 //! The world of one run: nodes, network, clients and the event loop that drives
 //! them in virtual time.
 
+use core::hash::Hash;
 use core::time::Duration;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use super::choices::{Choices, Component};
 use super::config::{FaultPlan, SimConfig};
 use super::faults::{FaultAction, Target};
+use super::fingerprint::Fingerprint;
 use super::history::{OperationOutcome, SimHistory};
 use super::invariants::Invariants;
 use super::network::{Delivery, Network};
 use super::queue::EventQueue;
 use super::scenario::ClientScript;
-use super::trace::{Trace, TraceEvent, What};
+use super::trace::{TRACE_TAIL_EVENTS, Trace, TraceEvent, What};
 use super::workload::{Operation, SimMachine, Workload};
 use crate::bond::{BondError, WireFrame};
 use crate::codec;
@@ -94,6 +96,8 @@ pub(crate) enum Event<M: StateMachine> {
         client: usize,
         node: PeerId,
         request: Box<Request<M>>,
+        /// The operation's place in the history.
+        history_index: usize,
     },
     ClientResponse {
         client: usize,
@@ -292,6 +296,45 @@ pub(crate) struct World<M: SimMachine> {
     deliveries: Vec<Delivery>,
     /// Frame buffers of delivered messages, reused for the next sends.
     frames: Vec<Vec<u8>>,
+    /// The last client requests traced without their text (see
+    /// [`World::trace_tail`]).
+    recent_requests: VecDeque<RequestShown>,
+}
+
+/// What the trace text of a client request is made from, beside the
+/// operation in the history.
+#[derive(Debug, Clone, Copy)]
+struct RequestShown {
+    history_index: usize,
+    kind: RequestKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum RequestKind {
+    Propose(ProposalId),
+    Query(Consistency),
+}
+
+/// A fingerprint of a client request for the trace hash: the same on every
+/// machine (the command's `Hash` writes through [`Fingerprint`]).
+fn request_digest<M: SimMachine>(request: &Request<M>) -> u64 {
+    let mut digest = Fingerprint::new(0);
+    match request {
+        Request::Propose(proposal) => {
+            digest.word(1);
+            digest.word(proposal.id.client.0);
+            digest.word(proposal.id.sequence);
+            proposal.command.hash(&mut digest);
+        }
+        Request::Query {
+            query, consistency, ..
+        } => {
+            digest.word(2);
+            consistency.hash(&mut digest);
+            query.hash(&mut digest);
+        }
+    }
+    digest.value()
 }
 
 impl<M: SimMachine> World<M> {
@@ -384,6 +427,7 @@ impl<M: SimMachine> World<M> {
             effects: Vec::new(),
             deliveries: Vec::new(),
             frames: Vec::new(),
+            recent_requests: VecDeque::with_capacity(TRACE_TAIL_EVENTS),
             config,
         }
     }
@@ -643,7 +687,8 @@ impl<M: SimMachine> World<M> {
                 client,
                 node,
                 request,
-            } => self.client_request(client, node, request),
+                history_index,
+            } => self.client_request(client, node, request, history_index),
             Event::ClientResponse { client, response } => self.client_response(client, *response),
         }
     }
@@ -1405,6 +1450,7 @@ impl<M: SimMachine> World<M> {
             }
         };
         let wake = pending.attempt_deadline.min(pending.deadline);
+        let history_index = pending.history_index;
         let latency = self.network.client_latency();
         self.queue.push(
             now + latency,
@@ -1412,12 +1458,19 @@ impl<M: SimMachine> World<M> {
                 client,
                 node: target,
                 request: Box::new(request),
+                history_index,
             },
         );
         self.schedule_wake(client, wake);
     }
 
-    fn client_request(&mut self, client: usize, node: PeerId, request: Box<Request<M>>) {
+    fn client_request(
+        &mut self,
+        client: usize,
+        node: PeerId,
+        request: Box<Request<M>>,
+        history_index: usize,
+    ) {
         let position = Self::position(node);
         if self.hosts[position].node.is_none() {
             return; // lost with the crashed node; the client will time out
@@ -1427,16 +1480,34 @@ impl<M: SimMachine> World<M> {
                 client,
                 node,
                 request,
+                history_index,
             });
             return;
         }
-        let client_number = self.clients[client].id.0;
+        let shown = RequestShown {
+            history_index,
+            kind: match &*request {
+                Request::Propose(proposal) => RequestKind::Propose(proposal.id),
+                Request::Query { consistency, .. } => RequestKind::Query(*consistency),
+            },
+        };
+        let operation = if self.trace.wants_text() {
+            self.describe(shown)
+        } else {
+            // Written only if the request is still in a report's tail.
+            if self.recent_requests.len() == TRACE_TAIL_EVENTS {
+                self.recent_requests.pop_front();
+            }
+            self.recent_requests.push_back(shown);
+            String::new()
+        };
+        let what = What::Request {
+            client: self.clients[client].id.0,
+            operation,
+            digest: request_digest(&request),
+        };
         match *request {
             Request::Propose(proposal) => {
-                let what = What::Request {
-                    client: client_number,
-                    operation: format!("propose {} {:?}", proposal.id, proposal.command),
-                };
                 self.step_node(position, Some(what), |node, now| {
                     node.propose(now, proposal)
                 });
@@ -1446,15 +1517,43 @@ impl<M: SimMachine> World<M> {
                 query,
                 consistency,
             } => {
-                let what = What::Request {
-                    client: client_number,
-                    operation: format!("{consistency:?} query {query:?}"),
-                };
                 self.step_node(position, Some(what), |node, now| {
                     node.query(now, id, query, consistency)
                 });
             }
         }
+    }
+
+    /// The text of a client request, as the trace shows it.
+    fn describe(&self, shown: RequestShown) -> String {
+        match (
+            shown.kind,
+            &self.history.operations[shown.history_index].operation,
+        ) {
+            (RequestKind::Propose(id), Operation::Command(command)) => {
+                format!("propose {id} {command:?}")
+            }
+            (RequestKind::Query(consistency), Operation::Query { query, .. }) => {
+                format!("{consistency:?} query {query:?}")
+            }
+            (kind, operation) => unreachable!("{kind:?} made from {operation:?}"),
+        }
+    }
+
+    /// The last trace events, with the text of each client request written in.
+    pub(crate) fn trace_tail(&self) -> Vec<TraceEvent> {
+        let mut tail = self.trace.tail();
+        // The requests left unwritten are the last ones recorded, in order.
+        let mut recent = self.recent_requests.iter().rev();
+        for event in tail.iter_mut().rev() {
+            if let What::Request { operation, .. } = &mut event.what
+                && operation.is_empty()
+                && let Some(&shown) = recent.next()
+            {
+                *operation = self.describe(shown);
+            }
+        }
+        tail
     }
 
     fn client_response(&mut self, client: usize, response: Response<M>) {
