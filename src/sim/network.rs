@@ -62,10 +62,15 @@ pub(crate) struct Delivery {
 pub(crate) struct Network {
     seed: u64,
     tape: Option<Arc<[u8]>>,
-    /// Nodes: links are indexed `from * nodes + to` (ids from 1).
+    /// Nodes: links are indexed `from * (nodes + 1) + to` (ids from 1).
     nodes: usize,
-    /// Each link's stream, made when the link first carries a message.
-    links: Vec<Option<Choices>>,
+    /// For each link, one more than the place of its stream in `streams`; 0
+    /// until the link first carries a message.
+    links: Vec<u32>,
+    /// The streams of the links used so far, in order of first use: the few
+    /// links a stable group uses (those of its leader) sit together in
+    /// memory, not spread over a table of every pair of 101 nodes.
+    streams: Vec<Choices>,
     /// Latencies of client requests and answers.
     clients: Choices,
     latency_min: Duration,
@@ -93,6 +98,7 @@ impl Network {
             tape,
             nodes,
             links: Vec::new(),
+            streams: Vec::new(),
             latency_min,
             latency_max,
             faults: NetworkFaults::NONE,
@@ -136,17 +142,17 @@ impl Network {
     fn link(&mut self, from: PeerId, to: PeerId) -> &mut Choices {
         let slot = (from.0 as usize) * (self.nodes + 1) + to.0 as usize;
         if self.links.len() <= slot {
-            self.links
-                .resize_with((self.nodes + 1) * (self.nodes + 1), || None);
+            self.links.resize((self.nodes + 1) * (self.nodes + 1), 0);
         }
-        let (seed, tape) = (self.seed, &self.tape);
-        self.links[slot].get_or_insert_with(|| {
-            Choices::with_tape(
-                derive_entropy(seed, &format!("link-{}-{}", from.0, to.0)),
-                tape.clone(),
+        if self.links[slot] == 0 {
+            self.streams.push(Choices::with_tape(
+                derive_entropy(self.seed, &format!("link-{}-{}", from.0, to.0)),
+                self.tape.clone(),
                 Component::Network,
-            )
-        })
+            ));
+            self.links[slot] = u32::try_from(self.streams.len()).expect("fewer than 2^32 links");
+        }
+        &mut self.streams[self.links[slot] as usize - 1]
     }
 
     /// A latency for client traffic (never lost: clients retry on their own).
