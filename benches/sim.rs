@@ -17,7 +17,9 @@ use std::time::{Duration, Instant as WallClock};
 
 use quorate::env::{Instant, TimerKind, derive_entropy};
 use quorate::examples::{KvCmd, KvStore};
-use quorate::raft::{ClientId, Effect, EntryOf, Message, Node, NodeOptions, Proposal, ProposalId};
+use quorate::raft::{
+    ClientId, Effect, EntryOf, LentAppendEntries, Message, Node, NodeOptions, Proposal, ProposalId,
+};
 use quorate::sim::workload::KvWorkload;
 use quorate::sim::{FaultPreset, RunReport, SimConfig, Simulation};
 use quorate::{GroupConfig, InMemoryLogStore, PeerId, codec};
@@ -37,7 +39,8 @@ fn simulate(seed: u64, nodes: u64, faults: FaultPreset, seconds: u64) -> (RunRep
 }
 
 /// The engine-only loop of `benches/engine.rs`, with kv appends and the codec
-/// in the loop (as the simulator has it): messages per wall second.
+/// in the loop, and entries encoded straight from the leader's log (as the
+/// simulator has both): messages per wall second.
 fn engine_loop_messages_per_second(nodes: u64, commits: u64) -> f64 {
     type KvNode = Node<KvStore, InMemoryLogStore<EntryOf<KvStore>>>;
     let config = GroupConfig::with_voter_count(nodes);
@@ -48,7 +51,10 @@ fn engine_loop_messages_per_second(nodes: u64, commits: u64) -> f64 {
             Node::new(
                 PeerId(id),
                 config.clone(),
-                NodeOptions::default(),
+                NodeOptions {
+                    lend_entries: true,
+                    ..NodeOptions::default()
+                },
                 KvStore::default(),
                 storage,
                 rng,
@@ -68,6 +74,16 @@ fn engine_loop_messages_per_second(nodes: u64, commits: u64) -> f64 {
             match effect {
                 Effect::Send { to, message } => {
                     let bytes = codec::seal(&message).expect("encodable");
+                    queue.push_back((node.id(), to, bytes));
+                }
+                Effect::SendLent {
+                    to,
+                    header,
+                    entries,
+                } => {
+                    let entries = node.storage().held(&entries).expect("just flushed");
+                    let bytes =
+                        codec::seal(&LentAppendEntries { header, entries }).expect("encodable");
                     queue.push_back((node.id(), to, bytes));
                 }
                 Effect::ProposalOutcome { .. } => *committed += 1,

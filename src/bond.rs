@@ -28,7 +28,7 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::id::{GroupIdInput, GroupIdInputs, GroupKey, PeerId};
-use crate::raft::Message;
+use crate::raft::{LentAppendEntries, LogEntry, Message};
 
 /// The handshake's protocol version; peers of different versions refuse.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -84,6 +84,20 @@ pub enum WireFrame<C> {
     Handshake(HandshakeFrame),
     /// A Raft message, accepted only on an established bond.
     Raft(Message<C>),
+}
+
+/// The place of `Raft` among [`WireFrame`]'s variants, as serde numbers it.
+const RAFT_VARIANT: u32 = 1;
+
+/// A [`WireFrame::Raft`] frame of an AppendEntries whose entries are lent by
+/// the log: the same bytes as the owned frame (see [`LentAppendEntries`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LentFrame<'a, E>(pub LentAppendEntries<'a, E>);
+
+impl<C: Serialize> Serialize for LentFrame<'_, LogEntry<C>> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_newtype_variant("WireFrame", RAFT_VARIANT, "Raft", &self.0)
+    }
 }
 
 /// Why a bond could not be established.
@@ -432,6 +446,34 @@ fn deliver(
 mod tests {
     use super::*;
     use crate::id::UniqueId;
+    use crate::log::{Cursor, Index, Term};
+    use crate::raft::AppendHeader;
+
+    #[test]
+    fn a_lent_frame_is_sealed_and_unsealed_as_the_owned_frame() {
+        let held: Vec<(LogEntry<u64>, Term)> =
+            (1..=5).map(|n| (LogEntry::Blank, Term(n))).collect();
+        let header = AppendHeader {
+            term: Term(9),
+            prev: Cursor::new(Term(1), Index(300)),
+            leader_commit: Index(299),
+            read_round: 1 << 50,
+        };
+        let owned = WireFrame::Raft(
+            header.with_entries(
+                held.iter()
+                    .map(|(entry, term)| (*term, entry.clone()))
+                    .collect(),
+            ),
+        );
+        let lent = LentFrame(LentAppendEntries {
+            header,
+            entries: &held,
+        });
+        let sealed = crate::codec::seal(&lent).expect("encodes");
+        assert_eq!(sealed, crate::codec::seal(&owned).expect("encodes"));
+        assert_eq!(crate::codec::unseal::<WireFrame<u64>>(&sealed), Ok(owned));
+    }
 
     fn inputs(key: &GroupKey, machine: &str) -> GroupIdInputs {
         GroupIdInputs::new(

@@ -147,6 +147,18 @@ impl<C: Command> InMemoryLogStore<C> {
             .map(|(command, term)| (*term, command))
     }
 
+    /// The entries at `range`, borrowed as `(entry, term)` pairs (what
+    /// [`LentAppendEntries`](crate::raft::LentAppendEntries) encodes); `None`
+    /// unless every one of them is held.
+    pub fn held(&self, range: &RangeInclusive<Index>) -> Option<&[(C, Term)]> {
+        let (start, end) = (range.start().0, range.end().0);
+        if start < self.first_index() || end > self.last_index() || start > end {
+            return None;
+        }
+        let first = self.first_index();
+        Some(&self.entries[(start - first) as usize..=(end - first) as usize])
+    }
+
     fn first_index(&self) -> u64 {
         self.boundary.index().0 + 1
     }
@@ -283,6 +295,34 @@ mod tests {
             store.get_range(&(Index(1)..=Index(9))),
             vec![(Term(2), Index(3), 30), (Term(2), Index(4), 40)]
         );
+    }
+
+    #[test]
+    fn held_lends_exactly_the_entries_get_range_lists() {
+        let mut store = store_with(&[(10, 1), (20, 1), (30, 2), (40, 2), (50, 3)]);
+        store.prune_prefix(Index(2));
+        for start in 0..8 {
+            for end in 0..8 {
+                let range = Index(start)..=Index(end);
+                let listed = store.get_range(&range);
+                let whole = start >= 3 && end <= 5 && start <= end;
+                match store.held(&range) {
+                    Some(held) => {
+                        assert!(whole, "{range:?} lent though not all held");
+                        let held: Vec<(Term, u64)> = held
+                            .iter()
+                            .map(|(command, term)| (*term, *command))
+                            .collect();
+                        let listed: Vec<(Term, u64)> = listed
+                            .into_iter()
+                            .map(|(term, _, command)| (term, command))
+                            .collect();
+                        assert_eq!(held, listed, "{range:?}");
+                    }
+                    None => assert!(!whole, "{range:?} all held but not lent"),
+                }
+            }
+        }
     }
 
     #[test]

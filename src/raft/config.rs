@@ -139,6 +139,12 @@ pub struct NodeOptions {
     pub query_timeout: Duration,
     /// Client sessions kept for deduplicating retried proposals.
     pub sessions_max: usize,
+    /// Emit [`Effect::SendLent`](super::Effect::SendLent) for AppendEntries
+    /// that carry entries, so the driver encodes them straight from the log
+    /// instead of each message holding clones (off by default: the driver must
+    /// then encode before it calls the node again).
+    #[serde(default)]
+    pub lend_entries: bool,
     /// Planted bugs switched on for this node (feature `flaws`; none by default).
     #[cfg(feature = "flaws")]
     pub flaws: super::flaws::Flaws,
@@ -155,6 +161,7 @@ impl Default for NodeOptions {
             proposal_timeout: Duration::from_secs(5),
             query_timeout: Duration::from_secs(5),
             sessions_max: 4096,
+            lend_entries: false,
             #[cfg(feature = "flaws")]
             flaws: super::flaws::Flaws::NONE,
         }

@@ -44,6 +44,7 @@ mod election;
 mod entry;
 #[cfg(feature = "flaws")]
 pub mod flaws;
+mod lent;
 mod message;
 mod node;
 mod outcome;
@@ -54,6 +55,7 @@ mod tests;
 
 pub use config::{ConfigError, GroupConfig, NodeOptions};
 pub use entry::{ClientId, CommandEntry, LogEntry, Proposal, ProposalId};
+pub use lent::{AppendHeader, LentAppendEntries};
 pub use message::{ConflictHint, Message, ReadId};
 pub use node::{EntryOf, Node, Role, Status};
 pub use outcome::{

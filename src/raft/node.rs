@@ -3,10 +3,12 @@
 //! (`election`, `replication`, `apply`, `client`, `catch_up`).
 
 use core::fmt;
+use core::ops::RangeInclusive;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::config::{ConfigError, GroupConfig, NodeOptions};
 use super::entry::{LogEntry, Proposal, ProposalId};
+use super::lent::AppendHeader;
 use super::message::{Message, ReadId};
 use super::outcome::{Effect, QueryId};
 use crate::env::{Entropy, Instant, TimerKind};
@@ -101,6 +103,17 @@ pub(super) struct Progress {
     /// batch in flight to it, so an unreachable follower costs one batch per
     /// tick, not a whole window.
     pub probing: bool,
+}
+
+/// A message waiting in the outbox for the next flush.
+pub(super) enum Outgoing<C> {
+    /// A whole message.
+    Message(Message<C>),
+    /// An AppendEntries whose entries stay in the log (see [`super::lent`]).
+    Lent {
+        header: AppendHeader,
+        entries: RangeInclusive<Index>,
+    },
 }
 
 /// Every follower's [`Progress`], in the order of their ids: a leader's
@@ -327,7 +340,7 @@ where
     pub(super) catch_up: Option<CatchUpState>,
 
     /// Messages held until the next sync.
-    pub(super) outbox: Vec<(PeerId, Message<M::Command>)>,
+    pub(super) outbox: Vec<(PeerId, Outgoing<M::Command>)>,
     /// The time of the latest event.
     pub(super) now: Instant,
     /// When each peer was last heard from (for the planted flaw that counts
@@ -595,11 +608,14 @@ where
         self.apply_committed();
         self.answer_ready_queries();
         effects.append(&mut self.held);
-        effects.extend(
-            self.outbox
-                .drain(..)
-                .map(|(to, message)| Effect::Send { to, message }),
-        );
+        effects.extend(self.outbox.drain(..).map(|(to, outgoing)| match outgoing {
+            Outgoing::Message(message) => Effect::Send { to, message },
+            Outgoing::Lent { header, entries } => Effect::SendLent {
+                to,
+                header,
+                entries,
+            },
+        }));
         self.arm_timers(effects);
         #[cfg(debug_assertions)]
         if let Err(violation) = self.check_invariants() {
@@ -683,7 +699,30 @@ where
     /// Queues a message, released after the next sync.
     pub(super) fn send(&mut self, to: PeerId, message: Message<M::Command>) {
         debug_assert_ne!(to, self.id, "a node never sends to itself");
-        self.outbox.push((to, message));
+        self.outbox.push((to, Outgoing::Message(message)));
+    }
+
+    /// The AppendEntries of an [`Effect::SendLent`], with its entries cloned
+    /// from the log: for a driver that does not encode them from the log
+    /// itself. Call it before calling the node again.
+    ///
+    /// # Panics
+    ///
+    /// If the log no longer holds `entries` (the node was called since).
+    pub fn lent_message(
+        &self,
+        header: AppendHeader,
+        entries: &RangeInclusive<Index>,
+    ) -> Message<M::Command> {
+        let mut owned = Vec::new();
+        self.storage.extend_with_range(entries, &mut owned);
+        assert_eq!(
+            owned.len() as u64,
+            entries.end().0 + 1 - entries.start().0,
+            "{}: lent entries {entries:?} are no longer held",
+            self.id
+        );
+        header.with_entries(owned)
     }
 
     /// The other voters, in id order.

@@ -2,10 +2,12 @@
 //! queries.
 
 use core::fmt;
+use core::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
 
 use super::entry::ProposalId;
+use super::lent::AppendHeader;
 use super::message::Message;
 use crate::env::{Instant, TimerKind};
 use crate::id::PeerId;
@@ -120,6 +122,19 @@ pub enum Effect<M: StateMachine> {
         /// The message.
         message: Message<M::Command>,
     },
+    /// Send `to` an AppendEntries whose entries are the node's log entries
+    /// `entries` (only with [`NodeOptions::lend_entries`](super::NodeOptions::lend_entries)).
+    /// Encode [`LentAppendEntries`](super::LentAppendEntries) from the log, or
+    /// make the owned message with [`Node::lent_message`](super::Node::lent_message),
+    /// before calling the node again: its log may change then.
+    SendLent {
+        /// The receiver.
+        to: PeerId,
+        /// The message but its entries.
+        header: AppendHeader,
+        /// The indexes of its entries, all held by the log.
+        entries: RangeInclusive<Index>,
+    },
     /// Arm the timer of `timer` at `deadline`, replacing any earlier one of that
     /// kind; when it fires, call [`Node::on_timer`](super::Node::on_timer).
     SetTimer {
@@ -159,6 +174,11 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Send { to, message } => write!(f, "Send({to}, {message:?})"),
+            Self::SendLent {
+                to,
+                header,
+                entries,
+            } => write!(f, "SendLent({to}, {header:?}, {entries:?})"),
             Self::SetTimer { timer, deadline } => write!(f, "SetTimer({timer:?}, {deadline})"),
             Self::ProposalAccepted { id, position } => {
                 write!(f, "ProposalAccepted({id}, {position})")

@@ -3,8 +3,9 @@
 //! side (the consistency check, conflict repair, learning the commit index).
 
 use super::entry::{CommandEntry, LogEntry};
+use super::lent::AppendHeader;
 use super::message::{ConflictHint, Message};
-use super::node::{EntryOf, Flaw, Node, Role};
+use super::node::{EntryOf, Flaw, Node, Outgoing, Role};
 use super::outcome::Effect;
 use crate::env::Instant;
 use crate::id::PeerId;
@@ -117,11 +118,11 @@ where
                 );
                 self.outbox.push((
                     peer,
-                    Message::CatchUp {
+                    Outgoing::Message(Message::CatchUp {
                         term,
                         leader_log_start,
                         leader_commit: commit,
-                    },
+                    }),
                 ));
             }
             return;
@@ -167,21 +168,26 @@ where
             let prev_term = self
                 .term_at(prev_index)
                 .expect("a leader holds every entry after its log start");
-            let mut entries: Vec<(Term, EntryOf<M>)> = Vec::new();
-            if through > prev_index {
-                self.storage
-                    .extend_with_range(&(prev_index.next()..=through), &mut entries);
-            }
-            self.outbox.push((
-                peer,
-                Message::AppendEntries {
-                    term,
-                    prev: Cursor::new(prev_term, prev_index),
-                    entries,
-                    leader_commit: commit,
-                    read_round,
-                },
-            ));
+            let header = AppendHeader {
+                term,
+                prev: Cursor::new(prev_term, prev_index),
+                leader_commit: commit,
+                read_round,
+            };
+            let outgoing = if through > prev_index && self.options.lend_entries {
+                Outgoing::Lent {
+                    header,
+                    entries: prev_index.next()..=through,
+                }
+            } else {
+                let mut entries: Vec<(Term, EntryOf<M>)> = Vec::new();
+                if through > prev_index {
+                    self.storage
+                        .extend_with_range(&(prev_index.next()..=through), &mut entries);
+                }
+                Outgoing::Message(header.with_entries(entries))
+            };
+            self.outbox.push((peer, outgoing));
             sent = true;
         }
     }

@@ -90,6 +90,8 @@ struct Cluster<M: StateMachine> {
     proposal_outcomes: Vec<(PeerId, ProposalId, ProposalOutcome)>,
     query_outcomes: Vec<(PeerId, QueryId, QueryResultOf<M>)>,
     next_sequence: u64,
+    /// AppendEntries sent with their entries lent by the log.
+    lent: usize,
 }
 
 impl Cluster<Recorder> {
@@ -117,6 +119,7 @@ impl<M: StateMachine> Cluster<M> {
             proposal_outcomes: Vec::new(),
             query_outcomes: Vec::new(),
             next_sequence: 0,
+            lent: 0,
         };
         for id in 1..=count {
             cluster.start(PeerId(id), Store::<M>::default());
@@ -169,6 +172,15 @@ impl<M: StateMachine> Cluster<M> {
         for effect in effects {
             match effect {
                 Effect::Send { to, message } => self.in_flight.push_back((id, to, message)),
+                Effect::SendLent {
+                    to,
+                    header,
+                    entries,
+                } => {
+                    self.lent += 1;
+                    let message = node.lent_message(header, &entries);
+                    self.in_flight.push_back((id, to, message));
+                }
                 Effect::ProposalOutcome {
                     id: proposal,
                     outcome,
@@ -996,4 +1008,36 @@ fn an_unreachable_follower_is_probed_with_one_batch_per_tick() {
     }
     assert_eq!(cluster.node(3).machine().sum, (1..=40).sum::<u64>());
     assert_eq!(cluster.log_terms(3), cluster.log_terms(1));
+}
+
+#[test]
+fn a_leader_lending_its_entries_sends_the_same_messages() {
+    let run = |lend_entries| {
+        let options = NodeOptions {
+            append_entries_max: 4,
+            inflight_entries_max: 16,
+            lend_entries,
+            ..NodeOptions::default()
+        };
+        let mut cluster = Cluster::with(3, options, |_| Recorder::default());
+        cluster.campaign(1);
+        cluster.isolate(3);
+        let mut sent = Vec::new();
+        for value in 1..=30 {
+            cluster.propose(1, value);
+            sent.extend(cluster.in_flight.iter().cloned());
+            cluster.deliver_all();
+        }
+        cluster.heal();
+        for _ in 0..6 {
+            cluster.heartbeat();
+        }
+        assert_eq!(cluster.node(3).machine().sum, (1..=30).sum::<u64>());
+        (sent, cluster.lent)
+    };
+    let (owned, none_lent) = run(false);
+    let (lent, some_lent) = run(true);
+    assert_eq!(none_lent, 0);
+    assert!(some_lent > 30, "only {some_lent} messages lent");
+    assert_eq!(owned, lent);
 }

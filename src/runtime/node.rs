@@ -473,6 +473,15 @@ where
     fn execute(&mut self, effect: Effect<M>) {
         match effect {
             Effect::Send { to, message } => self.net.send(to, message),
+            // Right after the flush, so the log still holds them.
+            Effect::SendLent {
+                to,
+                header,
+                entries,
+            } => {
+                let message = self.node.lent_message(header, &entries);
+                self.net.send(to, message);
+            }
             Effect::SetTimer { timer, deadline } => self.timers[timer.slot()] = Some(deadline),
             Effect::ProposalAccepted { id, position } => {
                 if let Some(waiter) = self.proposals.get_mut(&id)

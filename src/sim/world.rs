@@ -17,7 +17,7 @@ use super::queue::EventQueue;
 use super::scenario::ClientScript;
 use super::trace::{TRACE_TAIL_EVENTS, Trace, TraceEvent, What};
 use super::workload::{Operation, SimMachine, Workload};
-use crate::bond::{BondError, WireFrame};
+use crate::bond::{BondError, LentFrame, WireFrame};
 use crate::codec;
 use crate::env::{
     Entropy, Instant, TimerKind, chance, derive_entropy, uniform_duration, uniform_u64,
@@ -26,8 +26,8 @@ use crate::id::{GroupIdInput, GroupIdInputs, GroupKey, PeerId};
 use crate::log::{CrashOutcome, InMemoryLogStore, Storage};
 use crate::machine::{StateMachine, StateSync};
 use crate::raft::{
-    ClientId, Consistency, Effect, EntryOf, GroupConfig, Node, NodeOptions, Proposal, ProposalId,
-    ProposalOutcome, QueryAnswer, QueryError, QueryId, Role, Status,
+    ClientId, Consistency, Effect, EntryOf, GroupConfig, LentAppendEntries, Node, NodeOptions,
+    Proposal, ProposalId, ProposalOutcome, QueryAnswer, QueryError, QueryId, Role, Status,
 };
 
 type Store<M> = InMemoryLogStore<EntryOf<M>>;
@@ -359,6 +359,8 @@ impl<M: SimMachine> World<M> {
             inflight_entries_max: plan.append_entries_max.max(1) * 8,
             proposal_timeout: config.attempt_timeout * 2,
             query_timeout: config.attempt_timeout,
+            // Frames are encoded as soon as a node is flushed.
+            lend_entries: true,
             #[cfg(feature = "flaws")]
             flaws: config.flaws,
             ..NodeOptions::default()
@@ -864,7 +866,29 @@ impl<M: SimMachine> World<M> {
         let mut effects = core::mem::take(&mut self.effects);
         for effect in effects.drain(..) {
             match effect {
-                Effect::Send { to, message } => self.send(from, to, message),
+                Effect::Send { to, message } => self.send(from, to, |_, frame| {
+                    codec::seal_into(&WireFrame::Raft(message), frame)
+                }),
+                Effect::SendLent {
+                    to,
+                    header,
+                    entries,
+                } => self.send(from, to, |world, frame| {
+                    let held = world.hosts[position]
+                        .node
+                        .as_ref()
+                        .and_then(|node| node.storage().held(&entries))
+                        .ok_or_else(|| codec::EncodeError {
+                            reason: format!("lent entries {entries:?} are not in the log"),
+                        })?;
+                    codec::seal_into(
+                        &LentFrame(LentAppendEntries {
+                            header,
+                            entries: held,
+                        }),
+                        frame,
+                    )
+                }),
                 Effect::SetTimer { timer, deadline } => {
                     let host = &mut self.hosts[position];
                     host.timer_generation[timer.slot()] += 1;
@@ -914,7 +938,14 @@ impl<M: SimMachine> World<M> {
         self.effects = effects;
     }
 
-    fn send(&mut self, from: PeerId, to: PeerId, message: crate::raft::Message<M::Command>) {
+    /// Sends a message `from -> to`, which `encode` writes into a frame once
+    /// the network has decided to carry it.
+    fn send(
+        &mut self,
+        from: PeerId,
+        to: PeerId,
+        encode: impl FnOnce(&Self, &mut Vec<u8>) -> Result<(), codec::EncodeError>,
+    ) {
         self.stats.messages_sent += 1;
         if let Some((doomed, Doom::Messages(left))) = &mut self.doomed
             && self.hosts[*doomed].id == from
@@ -934,7 +965,7 @@ impl<M: SimMachine> World<M> {
         if !deliveries.is_empty() {
             let mut frame = self.frames.pop().unwrap_or_default();
             frame.clear();
-            match codec::seal_into(&WireFrame::Raft(message), &mut frame) {
+            match encode(self, &mut frame) {
                 Ok(()) => {
                     let last = deliveries.len() - 1;
                     for (number, delivery) in deliveries.iter().enumerate() {
