@@ -284,6 +284,8 @@ where
         }
         let was_leader = self.role == Role::Leader;
         self.role = Role::Follower;
+        // `on_message` takes a known leader for a member without looking it up.
+        debug_assert!(leader.is_none_or(|leader| self.voters.binary_search(&leader).is_ok()));
         self.leader = leader;
         self.votes.clear();
         self.heartbeat_deadline = None;
