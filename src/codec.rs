@@ -94,7 +94,7 @@ pub fn encode_into<T: Serialize + ?Sized>(
     buffer: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
     let start = buffer.len();
-    bincode::serde::encode_into_std_write(value, buffer, config()).map_err(|error| {
+    bincode::serde::encode_into_writer(value, VecWriter(buffer), config()).map_err(|error| {
         EncodeError {
             reason: error.to_string(),
         }
@@ -107,6 +107,18 @@ pub fn encode_into<T: Serialize + ?Sized>(
         });
     }
     Ok(())
+}
+
+/// Appends to a `Vec` without `std::io::Write` in between: no error to map
+/// per varint, as a `Vec` cannot refuse bytes.
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl bincode::enc::write::Writer for VecWriter<'_> {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
 }
 
 /// Encodes `value` into a new buffer.
