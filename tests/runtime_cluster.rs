@@ -96,6 +96,9 @@ impl Cluster {
         config.options = NodeOptions {
             proposal_timeout: Duration::from_millis(1000),
             query_timeout: Duration::from_millis(1000),
+            // Odd nodes lend their entries (the runtime then builds the owned
+            // message itself): whichever leads, the others must not notice.
+            lend_entries: id.0 % 2 == 1,
             ..NodeOptions::default()
         };
         config.backoff = Backoff {
