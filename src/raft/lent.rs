@@ -6,10 +6,8 @@
 //! [`AppendHeader`] and the range of its entries, and the driver encodes
 //! [`LentAppendEntries`] straight from the log. The bytes are those of the
 //! owned [`Message::AppendEntries`], so a receiver cannot tell the difference.
-//! Under faults, when a leader resends whole batches to lagging followers, the
-//! clone and the drop of every entry were a fifth of the simulator's time.
-
-use core::ops::RangeInclusive;
+//! Under swarm faults, where leaders resend batches to lagging followers, this
+//! took 13% off the simulator's instructions per event.
 
 use serde::ser::{SerializeSeq, SerializeStructVariant};
 use serde::{Serialize, Serializer};
@@ -45,11 +43,6 @@ impl AppendHeader {
             leader_commit: self.leader_commit,
             read_round: self.read_round,
         }
-    }
-
-    /// The indexes of `count` entries after `prev`.
-    pub fn range(&self, count: u64) -> RangeInclusive<Index> {
-        Index(self.prev.index().0 + 1)..=Index(self.prev.index().0 + count)
     }
 }
 
@@ -146,16 +139,5 @@ mod tests {
                 "{count} entries"
             );
         }
-    }
-
-    #[test]
-    fn the_range_covers_the_entries_after_prev() {
-        let header = AppendHeader {
-            term: Term(1),
-            prev: Cursor::new(Term(1), Index(9)),
-            leader_commit: Index(0),
-            read_round: 0,
-        };
-        assert_eq!(header.range(3), Index(10)..=Index(12));
     }
 }
