@@ -49,7 +49,7 @@ where
             self.become_follower(now, term, Some(from));
         }
         self.leader_heard_at = Some(now);
-        self.reset_election_deadline(now);
+        self.restart_election_deadline(now);
         // The committed prefix matches every leader's log (Leader Completeness):
         // report it, so the leader resumes sending once it holds the rest.
         self.send(

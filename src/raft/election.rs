@@ -102,7 +102,14 @@ where
             self.config.election_timeout_min,
             self.config.election_timeout_max,
         );
-        self.election_deadline = now + timeout * self.preference.timeout_factor();
+        self.election_timeout = timeout * self.preference.timeout_factor();
+        self.election_deadline = now + self.election_timeout;
+    }
+
+    /// Restarts the election timer with the timeout drawn last: a heartbeat
+    /// from the leader being followed needs no new draw.
+    pub(super) fn restart_election_deadline(&mut self, now: Instant) {
+        self.election_deadline = now + self.election_timeout;
     }
 
     pub(super) fn on_election_timeout(&mut self, now: Instant) {

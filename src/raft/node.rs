@@ -4,6 +4,7 @@
 
 use core::fmt;
 use core::ops::RangeInclusive;
+use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::config::{ConfigError, GroupConfig, NodeOptions};
@@ -329,6 +330,9 @@ where
     pub(super) proposal_buffer: Vec<(Proposal<M::Command>, Option<PeerId>)>,
 
     pub(super) election_deadline: Instant,
+    /// The election timeout drawn last: a heartbeat restarts the timer with
+    /// it, as raft-rs does, and only a change of role or leader draws anew.
+    pub(super) election_timeout: Duration,
     pub(super) heartbeat_deadline: Option<Instant>,
     /// The deadline the driver currently has armed, per timer kind.
     pub(super) armed: [Option<Instant>; 3],
@@ -418,6 +422,7 @@ where
             leader_state: None,
             proposal_buffer: Vec::new(),
             election_deadline: now,
+            election_timeout: Duration::ZERO,
             heartbeat_deadline: None,
             armed: [None; 3],
             proposals: BTreeMap::new(),

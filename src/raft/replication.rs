@@ -214,7 +214,7 @@ where
             self.become_follower(now, term, Some(from));
         }
         self.leader_heard_at = Some(now);
-        self.reset_election_deadline(now);
+        self.restart_election_deadline(now);
 
         let result = match self.check_prev(prev) {
             Err(hint) if self.flaw(Flaw::TruncateCommitted) && hint.conflict_term.is_some() => {

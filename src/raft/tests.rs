@@ -1041,3 +1041,29 @@ fn a_leader_lending_its_entries_sends_the_same_messages() {
     assert!(some_lent > 30, "only {some_lent} messages lent");
     assert_eq!(owned, lent);
 }
+
+#[test]
+fn heartbeats_restart_the_election_timer_with_the_timeout_drawn_last() {
+    let mut cluster = elected(3, 1);
+    let mut timeouts = Vec::new();
+    for _ in 0..4 {
+        cluster.heartbeat();
+        let follower = cluster.node(2);
+        timeouts.push(follower.election_deadline.saturating_since(cluster.now));
+    }
+    assert!(
+        timeouts.iter().all(|timeout| *timeout == timeouts[0]),
+        "{timeouts:?}"
+    );
+    let drawn_from = cluster.config.election_timeout_min..cluster.config.election_timeout_max;
+    assert!(drawn_from.contains(&timeouts[0]), "{timeouts:?}");
+    // A new leader means a new draw, from the same range.
+    cluster.wait_out_leases();
+    cluster.campaign_until_leader(3);
+    cluster.heartbeat();
+    let redrawn = cluster
+        .node(2)
+        .election_deadline
+        .saturating_since(cluster.now);
+    assert!(drawn_from.contains(&redrawn), "{redrawn:?}");
+}
