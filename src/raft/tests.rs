@@ -355,6 +355,14 @@ impl<M: StateMachine> Cluster<M> {
         self.cut.clear();
     }
 
+    /// Heals every link and lets a few heartbeats bring lagging nodes up.
+    fn heal_and_catch_up(&mut self) {
+        self.heal();
+        for _ in 0..4 {
+            self.heartbeat();
+        }
+    }
+
     fn log_terms(&self, id: u64) -> Vec<u64> {
         let storage = self.node(id).storage();
         storage
@@ -930,10 +938,7 @@ fn a_follower_catches_up_through_log_replay_when_the_leader_pruned() {
         .compact(Index(15));
     cluster.flush(PeerId(1));
     assert_eq!(*cluster.node(1).storage().available().start(), Index(15));
-    cluster.heal();
-    for _ in 0..4 {
-        cluster.heartbeat();
-    }
+    cluster.heal_and_catch_up();
     assert_eq!(cluster.node(3).machine().sum, (1..=20).sum::<u64>());
     assert_eq!(cluster.log_terms(3), cluster.log_terms(2));
 }
@@ -1002,10 +1007,7 @@ fn an_unreachable_follower_is_probed_with_one_batch_per_tick() {
         cluster.deliver_all();
     }
     // Once it answers, the pipeline opens again and it catches up.
-    cluster.heal();
-    for _ in 0..4 {
-        cluster.heartbeat();
-    }
+    cluster.heal_and_catch_up();
     assert_eq!(cluster.node(3).machine().sum, (1..=40).sum::<u64>());
     assert_eq!(cluster.log_terms(3), cluster.log_terms(1));
 }
