@@ -294,6 +294,12 @@ mod tests {
         invariants.observe(PeerId(node), &status(node, log, commit), false, log)
     }
 
+    /// Checks that `found` is one violation, starting with `prefix`.
+    fn assert_one_violation(found: &[String], prefix: &str) {
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with(prefix), "{found:?}");
+    }
+
     #[test]
     fn equal_logs_pass_and_commit() {
         let mut invariants = Invariants::default();
@@ -310,11 +316,7 @@ mod tests {
         let mut invariants = Invariants::default();
         assert!(observe(&mut invariants, 1, &log(&[(1, 10), (1, 11)]), 0).is_empty());
         let found = observe(&mut invariants, 2, &log(&[(1, 10), (1, 99)]), 0);
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert!(
-            found[0].starts_with("log matching: n2's entry 2 of term 1"),
-            "{found:?}"
-        );
+        assert_one_violation(&found, "log matching: n2's entry 2 of term 1");
     }
 
     #[test]
@@ -327,11 +329,7 @@ mod tests {
         // entry there breaks state machine safety.
         assert!(observe(&mut invariants, 2, &log(&[(1, 10), (3, 12)]), 2).is_empty());
         let found = observe(&mut invariants, 1, &log(&[(1, 10), (2, 11)]), 2);
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert!(
-            found[0].starts_with("state machine safety: n1"),
-            "{found:?}"
-        );
+        assert_one_violation(&found, "state machine safety: n1");
     }
 
     #[test]
@@ -342,7 +340,7 @@ mod tests {
         assert!(observe(&mut invariants, 1, &log(&[(1, 10), (2, 20)]), 2).is_empty());
         assert!(observe(&mut invariants, 2, &log(&[(1, 10), (2, 20)]), 2).is_empty());
         let found = observe(&mut invariants, 3, &log(&[(1, 10), (2, 21)]), 0);
-        assert_eq!(found.len(), 1, "{found:?}");
+        assert_one_violation(&found, "log matching: n3's entry 2 of term 2");
     }
 
     #[test]
