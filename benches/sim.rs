@@ -1,8 +1,13 @@
 //! Simulator figures, printed (run with `make bench-sim`):
 //!
 //! 1. simulated events per wall second, 5-node kv cluster, load and swarm faults;
-//! 2. the simulator's overhead: messages per second through the simulator
-//!    (no faults) against the engine-only loop driving the same kv commands;
+//! 2. the simulator's overhead: a whole run's wall time (no faults, end-of-run
+//!    checks included) against bare engines driven through that run's very
+//!    inputs ([`NodeInputs::drive_engines`]: decode, step, flush, encode, with
+//!    no simulator around them); and, for comparison, messages per second
+//!    against the propose-and-deliver engine-only loop of `benches/engine.rs`,
+//!    which drives a lighter workload (one client, appends only, delivered at
+//!    once);
 //! 3. wall time per simulated event at 5, 11, 51 and 101 nodes (whole
 //!    10-simulated-second runs, start-up and end-of-run checks included);
 //! 4. seeds per second for a 60-simulated-second 5-node run.
@@ -20,6 +25,7 @@ use quorate::examples::{KvCmd, KvStore};
 use quorate::raft::{
     ClientId, Effect, EntryOf, LentAppendEntries, Message, Node, NodeOptions, Proposal, ProposalId,
 };
+use quorate::sim::inputs::EngineReplay;
 use quorate::sim::workload::KvWorkload;
 use quorate::sim::{FaultPreset, RunReport, SimConfig, Simulation};
 use quorate::{GroupConfig, InMemoryLogStore, PeerId, codec};
@@ -27,15 +33,38 @@ use quorate::{GroupConfig, InMemoryLogStore, PeerId, codec};
 /// Runs per figure of parts 2 and 3; each figure is the best, as the box is noisy.
 const REPETITIONS: usize = 5;
 
-fn simulate(seed: u64, nodes: u64, faults: FaultPreset, seconds: u64) -> (RunReport, Duration) {
+fn simulation(seed: u64, nodes: u64, faults: FaultPreset, seconds: u64) -> Simulation<KvStore> {
     let mut config = SimConfig::new(seed);
     config.nodes = nodes;
     config.faults = faults;
     config.duration = Duration::from_secs(seconds);
     config.quiet_period = Duration::from_secs(seconds / 2 + 1);
+    Simulation::new(config, KvStore::default, KvWorkload::default())
+}
+
+fn simulate(seed: u64, nodes: u64, faults: FaultPreset, seconds: u64) -> (RunReport, Duration) {
+    let simulation = simulation(seed, nodes, faults, seconds);
     let start = WallClock::now();
-    let report = Simulation::new(config, KvStore::default, KvWorkload::default()).run();
+    let report = simulation.run();
     (report, start.elapsed())
+}
+
+/// The run's inputs (recorded in a run of its own, untimed), replayed through
+/// bare engines: what the engines alone cost.
+fn drive_engines(
+    seed: u64,
+    nodes: u64,
+    faults: FaultPreset,
+    seconds: u64,
+) -> (EngineReplay, Duration) {
+    let (report, inputs) = simulation(seed, nodes, faults, seconds).run_recording_inputs();
+    assert!(report.passed(), "{}", report.failure_text());
+    let inputs = inputs.expect("the run did not panic");
+    let start = WallClock::now();
+    let replay = inputs
+        .drive_engines(|_| KvStore::default())
+        .expect("the same machine and build");
+    (replay, start.elapsed())
 }
 
 /// The engine-only loop of `benches/engine.rs`, with kv appends and the codec
@@ -136,24 +165,45 @@ fn main() {
         wall += elapsed;
     }
     let events_per_second = events as f64 / wall.as_secs_f64();
-    println!(
-        "1. 5-node kv, swarm faults: {events_per_second:.0} simulated events per wall second (10 seeds)"
-    );
-
-    // 2. Overhead against the engine-only loop: each side's best of
-    // REPETITIONS runs, taken in turn, so a noisy moment hits both alike.
-    let mut sim_messages = 0f64;
-    let mut engine_messages = 0f64;
-    for _ in 0..REPETITIONS {
-        let (report, elapsed) = simulate(100, 5, FaultPreset::None, 20);
-        sim_messages =
-            sim_messages.max(report.stats.messages_delivered as f64 / elapsed.as_secs_f64());
-        engine_messages = engine_messages.max(engine_loop_messages_per_second(5, 20_000));
+    let mut engine_wall = Duration::ZERO;
+    for seed in 0..10 {
+        engine_wall += drive_engines(seed, 5, FaultPreset::Swarm, 20).1;
     }
     println!(
-        "2. messages per wall second (best of {REPETITIONS}): simulator {sim_messages:.0}, \
-         engine-only loop {engine_messages:.0}: overhead {:.2}x",
-        engine_messages / sim_messages
+        "1. 5-node kv, swarm faults: {events_per_second:.0} simulated events per wall second (10 seeds);\n   \
+         bare engines fed the same inputs: {:.0} events per wall second ({:.2}x the simulator's)",
+        events as f64 / engine_wall.as_secs_f64(),
+        wall.as_secs_f64() / engine_wall.as_secs_f64()
+    );
+
+    // 2. Overhead: each side's best of REPETITIONS runs, taken in turn, so a
+    // noisy moment hits both alike.
+    let mut sim_wall = Duration::MAX;
+    let mut sim_messages = 0;
+    let mut replay_wall = Duration::MAX;
+    let mut loop_messages = 0f64;
+    for _ in 0..REPETITIONS {
+        let (report, elapsed) = simulate(100, 5, FaultPreset::None, 20);
+        sim_wall = sim_wall.min(elapsed);
+        sim_messages = report.stats.messages_delivered;
+        let (replay, elapsed) = drive_engines(100, 5, FaultPreset::None, 20);
+        assert_eq!(replay.messages_received, sim_messages, "the same run");
+        replay_wall = replay_wall.min(elapsed);
+        loop_messages = loop_messages.max(engine_loop_messages_per_second(5, 20_000));
+    }
+    let per_second = |messages: u64, wall: Duration| messages as f64 / wall.as_secs_f64();
+    println!(
+        "2. simulator overhead, 5-node kv, no faults (best of {REPETITIONS}): \
+         {:.2}x bare engines fed the same inputs \
+         ({sim_messages} messages in {:.1} ms against {:.1} ms);\n   \
+         messages per wall second: simulator {:.0}, same inputs {:.0}, \
+         propose-and-deliver loop {loop_messages:.0} ({:.2}x the simulator's)",
+        sim_wall.as_secs_f64() / replay_wall.as_secs_f64(),
+        sim_wall.as_secs_f64() * 1e3,
+        replay_wall.as_secs_f64() * 1e3,
+        per_second(sim_messages, sim_wall),
+        per_second(sim_messages, replay_wall),
+        loop_messages / per_second(sim_messages, sim_wall),
     );
 
     // 3. Per-event cost as the group grows: whole 10-simulated-second runs

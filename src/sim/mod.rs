@@ -35,6 +35,7 @@ pub mod config;
 pub mod faults;
 mod fingerprint;
 pub mod history;
+pub mod inputs;
 mod invariants;
 pub mod jepsen;
 pub mod network;
@@ -66,6 +67,7 @@ use crate::check::{CheckOptions, Verdict};
 use crate::env::{chance, derive_entropy, uniform_u64};
 use crate::id::{GroupIdInput, PeerId};
 use history::{KeyedMachineModel, SimHistory};
+use inputs::NodeInputs;
 use trace::TraceEvent;
 use workload::{SimMachine, Workload};
 use world::World;
@@ -213,6 +215,7 @@ pub struct Simulation<M: SimMachine> {
     record_scenario: bool,
     script: Option<Script<M>>,
     tape: Option<Arc<[u8]>>,
+    record_inputs: bool,
 }
 
 impl<M: SimMachine> Simulation<M> {
@@ -242,6 +245,7 @@ impl<M: SimMachine> Simulation<M> {
             record_scenario: false,
             script: None,
             tape: None,
+            record_inputs: false,
         }
     }
 
@@ -307,12 +311,24 @@ impl<M: SimMachine> Simulation<M> {
     /// Runs the simulation to the end of the quiet period and checks everything.
     /// A panic inside the run (an engine assertion) is reported as a violation.
     pub fn run(self) -> RunReport {
+        self.run_catching().0
+    }
+
+    /// [`Simulation::run`], keeping every input the engines were given, so
+    /// that bare engines can be driven through the same steps
+    /// ([`NodeInputs::drive_engines`]). `None` if the run panicked.
+    pub fn run_recording_inputs(mut self) -> (RunReport, Option<NodeInputs<M>>) {
+        self.record_inputs = true;
+        self.run_catching()
+    }
+
+    fn run_catching(self) -> (RunReport, Option<NodeInputs<M>>) {
         let config = self.config.clone();
         let workload_name = self.workload.name();
         let outcome = catch_unwind(AssertUnwindSafe(|| run_world(self)));
         outcome.unwrap_or_else(|panic| {
             let message = panic_message(&*panic);
-            RunReport {
+            let report = RunReport {
                 config,
                 workload: workload_name,
                 faults: String::new(),
@@ -335,12 +351,13 @@ impl<M: SimMachine> Simulation<M> {
                 scripted: false,
                 scenario: None,
                 client_operations: Vec::new(),
-            }
+            };
+            (report, None)
         })
     }
 }
 
-fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
+fn run_world<M: SimMachine>(simulation: Simulation<M>) -> (RunReport, Option<NodeInputs<M>>) {
     let Simulation {
         config,
         make_machine,
@@ -350,6 +367,7 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
         record_scenario,
         script,
         tape,
+        record_inputs,
     } = simulation;
     let scripted = script.is_some();
     let (plan, schedule, mismatch, scripts) = match script {
@@ -397,12 +415,16 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
     );
     // An engine assertion is a finding like any other: keep the run's
     // history, so its scenario can be written out and shrunk.
+    if record_inputs {
+        world.record_inputs();
+    }
     let panicked = catch_unwind(AssertUnwindSafe(|| {
         world.start(schedule, mismatch);
         world.run();
     }))
     .err()
     .map(|panic| panic_message(&*panic));
+    let inputs = world.take_inputs();
 
     let mut violations: Vec<Violation> = world
         .violations
@@ -424,7 +446,7 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
         // The run stopped at a safety violation or a panic: the end-of-run
         // checks would only report its consequences.
         let scenario = scenario_of(recorder, &world);
-        return report_of(
+        let report = report_of(
             config,
             (workload_name, faults, scripted),
             violations,
@@ -432,6 +454,7 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
             &world,
             EndOfRun::default(),
         );
+        return (report, inputs);
     }
     for (check, message) in world.final_checks() {
         violations.push(Violation {
@@ -473,7 +496,7 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
     let scenario = (record_scenario || !violations.is_empty())
         .then(|| scenario_of(recorder, &world))
         .flatten();
-    report_of(
+    let report = report_of(
         config,
         (workload_name, faults, scripted),
         violations,
@@ -483,7 +506,8 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> RunReport {
             linearizability_unknown,
             history_edn,
         },
-    )
+    );
+    (report, inputs)
 }
 
 fn panic_message(panic: &(dyn core::any::Any + Send)) -> String {

@@ -11,6 +11,7 @@ use super::config::{FaultPlan, SimConfig};
 use super::faults::{FaultAction, Target};
 use super::fingerprint::Fingerprint;
 use super::history::{OperationOutcome, SimHistory};
+use super::inputs::{Input, NodeInputs};
 use super::invariants::Invariants;
 use super::network::{Delivery, Network};
 use super::queue::EventQueue;
@@ -299,6 +300,8 @@ pub(crate) struct World<M: SimMachine> {
     /// The last client requests traced without their text (see
     /// [`World::trace_tail`]).
     recent_requests: VecDeque<RequestShown>,
+    /// Every input to the engines, if kept ([`World::record_inputs`]).
+    inputs: Option<NodeInputs<M>>,
 }
 
 /// What the trace text of a client request is made from, beside the
@@ -430,6 +433,7 @@ impl<M: SimMachine> World<M> {
             deliveries: Vec::new(),
             frames: Vec::new(),
             recent_requests: VecDeque::with_capacity(TRACE_TAIL_EVENTS),
+            inputs: None,
             config,
         }
     }
@@ -569,6 +573,34 @@ impl<M: SimMachine> World<M> {
         (id.0 - 1) as usize
     }
 
+    /// Keeps every input to the engines from now on: call before [`World::start`].
+    pub(crate) fn record_inputs(&mut self) {
+        let nodes = self.group.voters.len();
+        self.inputs = Some(NodeInputs::new(
+            self.group.clone(),
+            self.options.clone(),
+            nodes,
+        ));
+    }
+
+    /// The inputs kept since [`World::record_inputs`], with each node's status now.
+    pub(crate) fn take_inputs(&mut self) -> Option<NodeInputs<M>> {
+        let mut inputs = self.inputs.take()?;
+        for (position, host) in self.hosts.iter().enumerate() {
+            inputs.set_final(position, host.node.as_ref().map(Node::status));
+        }
+        Some(inputs)
+    }
+
+    /// Keeps `input` to the node at `position`, at its local time, if inputs
+    /// are kept.
+    fn record_input(&mut self, position: usize, input: impl FnOnce() -> Input<M>) {
+        if let Some(inputs) = &mut self.inputs {
+            let host = &self.hosts[position];
+            inputs.push(host.id, host.clock.local(self.now), input());
+        }
+    }
+
     /// Starts (or restarts) a node from its disk.
     fn boot(&mut self, position: usize) {
         let host = &mut self.hosts[position];
@@ -579,6 +611,10 @@ impl<M: SimMachine> World<M> {
             &format!("node-{}-{}", host.id.0, host.incarnation),
         );
         let local = host.clock.local(self.now);
+        if let Some(inputs) = &mut self.inputs {
+            let input = Input::Boot(Box::new((storage.clone(), rng.clone())));
+            inputs.push(host.id, local, input);
+        }
         let node = Node::new(
             host.id,
             self.group.clone(),
@@ -666,6 +702,7 @@ impl<M: SimMachine> World<M> {
                     return;
                 }
                 if self.hosts[position].node.is_some() {
+                    self.record_input(position, || Input::Timer(kind));
                     self.step_node(position, Some(What::Timer(kind)), |node, now| {
                         node.on_timer(now, kind)
                     });
@@ -723,6 +760,10 @@ impl<M: SimMachine> World<M> {
         match codec::unseal::<WireFrame<M::Command>>(&frame) {
             Ok(WireFrame::Raft(message)) => {
                 self.stats.messages_delivered += 1;
+                self.record_input(position, || Input::Message {
+                    from,
+                    frame: frame.clone(),
+                });
                 let what = What::Received {
                     from,
                     message: message.name(),
@@ -865,6 +906,11 @@ impl<M: SimMachine> World<M> {
         let from = self.hosts[position].id;
         let mut effects = core::mem::take(&mut self.effects);
         for effect in effects.drain(..) {
+            if let Some(inputs) = &mut self.inputs
+                && matches!(effect, Effect::Send { .. } | Effect::SendLent { .. })
+            {
+                inputs.count_sent(position);
+            }
             match effect {
                 Effect::Send { to, message } => self.send(from, to, |_, frame| {
                     codec::seal_into(&WireFrame::Raft(message), frame)
@@ -1539,6 +1585,7 @@ impl<M: SimMachine> World<M> {
         };
         match *request {
             Request::Propose(proposal) => {
+                self.record_input(position, || Input::Propose(proposal.clone()));
                 self.step_node(position, Some(what), |node, now| {
                     node.propose(now, proposal)
                 });
@@ -1548,6 +1595,11 @@ impl<M: SimMachine> World<M> {
                 query,
                 consistency,
             } => {
+                self.record_input(position, || Input::Query {
+                    id,
+                    query: query.clone(),
+                    consistency,
+                });
                 self.step_node(position, Some(what), |node, now| {
                     node.query(now, id, query, consistency)
                 });
