@@ -93,6 +93,15 @@ pub trait Model {
         self.is_read_only(input)
     }
 
+    /// Whether `state` explains `output` for an operation that
+    /// [leaves the state unchanged](Model::leaves_state_unchanged): the search
+    /// asks this instead of [`step`](Model::step) for such operations, so a
+    /// model whose states are costly to copy can answer without building the
+    /// (identical) next state. The default asks `step`.
+    fn explains(&self, state: &Self::State, input: &Self::Input, output: &Self::Output) -> bool {
+        self.step(state, input, Some(output)).is_some()
+    }
+
     /// Splits a history into independent sub-histories (Horn and Kroening's
     /// P-compositionality: for example one per key of a key-value store). The
     /// history is linearizable if and only if every part is. Each part lists

@@ -774,6 +774,15 @@ where
         matches!(input, MachineInput::Query(_))
     }
 
+    fn explains(&self, state: &S, input: &Self::Input, output: &Self::Output) -> bool {
+        match (input, output) {
+            (MachineInput::Query(query), MachineOutput::Answer(seen)) => {
+                state.query(query.clone()) == *seen
+            }
+            _ => self.step(state, input, Some(output)).is_some(),
+        }
+    }
+
     fn describe_operation(&self, input: &Self::Input, output: Option<&Self::Output>) -> String {
         match (input, output) {
             (MachineInput::Command(command), _) => format!("apply {}", json(command)),

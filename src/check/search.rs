@@ -188,11 +188,19 @@ fn zobrist(index: usize) -> u64 {
 }
 
 /// The memo cache: (linearized bitset, state) pairs seen so far.
+///
+/// States live once in an arena and entries name them by number, so the
+/// search's current state and its stack are numbers too: an operation that
+/// leaves the state unchanged adds an entry without copying the state, and a
+/// new state is moved in, never cloned.
 struct Cache<S> {
     words: usize,
+    /// Per entry: its bitset (`words` words), hash and state.
     bits: Vec<u64>,
-    states: Vec<S>,
     hashes: Vec<u64>,
+    entry_states: Vec<u32>,
+    /// The states, the initial one first.
+    states: Vec<S>,
     /// Open addressing, linear probing: entry index + 1, or 0 for empty.
     slots: Vec<u32>,
     mask: usize,
@@ -211,19 +219,29 @@ impl<S: Eq> Cache<S> {
         Self {
             words,
             bits: Vec::new(),
-            states: Vec::new(),
             hashes: Vec::new(),
+            entry_states: Vec::new(),
+            states: Vec::new(),
             slots: vec![0; capacity],
             mask: capacity - 1,
             entries_max: entries_max.min(u32::MAX as usize - 1),
         }
     }
 
-    /// Inserts (bits, state) unless present; `state` is cloned only if added.
-    fn insert(&mut self, bits: &[u64], state: &S, hash: u64) -> Insert
-    where
-        S: Clone,
-    {
+    /// Keeps `state` in the arena; returns its number.
+    fn add_state(&mut self, state: S) -> u32 {
+        self.states.push(state);
+        (self.states.len() - 1) as u32
+    }
+
+    fn state(&self, number: u32) -> &S {
+        &self.states[number as usize]
+    }
+
+    /// Inserts (bits, state number `state`) unless an equal pair is present.
+    /// A state added just before for this insertion is dropped again if the
+    /// pair is not added (`fresh`).
+    fn insert(&mut self, bits: &[u64], state: u32, fresh: bool, hash: u64) -> Insert {
         let mut slot = (hash as usize) & self.mask;
         loop {
             let entry = self.slots[slot];
@@ -231,23 +249,30 @@ impl<S: Eq> Cache<S> {
                 break;
             }
             let index = (entry - 1) as usize;
+            let other = self.entry_states[index];
             if self.hashes[index] == hash
                 && self.bits[index * self.words..(index + 1) * self.words] == *bits
-                && self.states[index] == *state
+                && (other == state || self.state(other) == self.state(state))
             {
+                if fresh {
+                    self.states.pop();
+                }
                 return Insert::Present;
             }
             slot = (slot + 1) & self.mask;
         }
-        if self.states.len() >= self.entries_max {
+        if self.hashes.len() >= self.entries_max {
+            if fresh {
+                self.states.pop();
+            }
             return Insert::Full;
         }
-        let index = self.states.len();
+        let index = self.hashes.len();
         self.bits.extend_from_slice(bits);
-        self.states.push(state.clone());
+        self.entry_states.push(state);
         self.hashes.push(hash);
         self.slots[slot] = (index + 1) as u32;
-        if self.states.len() * 2 > self.slots.len() {
+        if self.hashes.len() * 2 > self.slots.len() {
             self.grow();
         }
         Insert::Added
@@ -407,8 +432,13 @@ pub fn check_operations<M: Model>(
     let mut cache: Cache<M::State> = Cache::new(words, options.cache_entries_max);
     let mut bits = vec![0u64; words];
     let mut set_hash = 0u64;
-    let mut state = model.init();
-    let mut stack: Vec<(u32, M::State)> = Vec::with_capacity(kept.len());
+    // The current state and those on the stack are numbers in the cache's
+    // arena, each with its hash: an operation that leaves the state unchanged
+    // costs neither a copy nor a rehash.
+    let init = model.init();
+    let mut state_hash = fx_hash(&init);
+    let mut state = cache.add_state(init);
+    let mut stack: Vec<(u32, u32, u64)> = Vec::with_capacity(kept.len());
     let mut best: Option<(usize, Vec<usize>)> = None;
     let mut steps = 0u64;
     let mut node = entries.next[HEAD as usize];
@@ -422,15 +452,28 @@ pub fn check_operations<M: Model>(
         let local = entries.op[node as usize] as usize;
         if entries.is_call[node as usize] {
             let operation = operations[local];
-            if let Some(next_state) =
-                model.step(&state, &operation.input, operation.outcome.output())
-            {
+            let output = operation.outcome.output();
+            let current = cache.state(state);
+            let next = match output {
+                Some(output) if unchanging[local] => model
+                    .explains(current, &operation.input, output)
+                    .then_some((state, false, state_hash)),
+                _ => model
+                    .step(current, &operation.input, output)
+                    .map(|next_state| {
+                        let hash = fx_hash(&next_state);
+                        (cache.add_state(next_state), true, hash)
+                    }),
+            };
+            if let Some((next_state, fresh, next_hash)) = next {
                 bits[local / 64] ^= 1 << (local % 64);
                 set_hash ^= keys[local];
-                let hash = set_hash ^ fx_hash(&next_state).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                match cache.insert(&bits, &next_state, hash) {
+                let hash = set_hash ^ next_hash.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                match cache.insert(&bits, next_state, fresh, hash) {
                     Insert::Added => {
-                        stack.push((node, core::mem::replace(&mut state, next_state)));
+                        let previous = core::mem::replace(&mut state, next_state);
+                        stack.push((node, previous, state_hash));
+                        state_hash = next_hash;
                         entries.lift(node);
                         node = entries.next[HEAD as usize];
                         continue;
@@ -463,7 +506,7 @@ pub fn check_operations<M: Model>(
             // A return entry: this operation returned and is not linearized.
             let prefix = stack
                 .iter()
-                .map(|(call, _)| kept[entries.op[*call as usize] as usize])
+                .map(|(call, ..)| kept[entries.op[*call as usize] as usize])
                 .collect();
             best = Some((kept[local], prefix));
         }
@@ -471,11 +514,12 @@ pub fn check_operations<M: Model>(
         // placed greedily, so undoing it leaves a configuration that fails
         // too: keep undoing.
         loop {
-            let Some((call, previous)) = stack.pop() else {
+            let Some((call, previous, previous_hash)) = stack.pop() else {
                 let (op, prefix) = best.unwrap_or((kept[local], Vec::new()));
                 return PartitionOutcome::NotLinearizable { op, prefix };
             };
             state = previous;
+            state_hash = previous_hash;
             let undone = entries.op[call as usize] as usize;
             bits[undone / 64] ^= 1 << (undone % 64);
             set_hash ^= keys[undone];
@@ -489,7 +533,7 @@ pub fn check_operations<M: Model>(
     PartitionOutcome::Linearizable {
         order: stack
             .iter()
-            .map(|(call, _)| kept[entries.op[*call as usize] as usize])
+            .map(|(call, ..)| kept[entries.op[*call as usize] as usize])
             .collect(),
     }
 }

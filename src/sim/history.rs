@@ -258,6 +258,10 @@ impl<M: SimMachine> Model for KeyedMachineModel<'_, M> {
         self.inner.is_read_only(input)
     }
 
+    fn explains(&self, state: &M, input: &Self::Input, output: &Self::Output) -> bool {
+        self.inner.explains(state, input, output)
+    }
+
     fn partition(&self, history: &History<Self::Input, Self::Output>) -> Vec<Vec<usize>> {
         let mut parts: BTreeMap<Option<u64>, Vec<usize>> = BTreeMap::new();
         for (index, operation) in history.operations.iter().enumerate() {
