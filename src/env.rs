@@ -133,13 +133,17 @@ pub fn uniform_u64<R: Rng + ?Sized>(rng: &mut R, low: u64, high: u64) -> u64 {
         return low;
     }
     let span = high - low;
-    let threshold = span.wrapping_neg() % span;
-    loop {
-        let product = u128::from(rng.next_u64()) * u128::from(span);
-        if (product as u64) >= threshold {
-            return low + (product >> 64) as u64;
+    let mut product = u128::from(rng.next_u64()) * u128::from(span);
+    // Lemire's rejection: a draw whose low half is below 2^64 mod span is
+    // biased and redrawn. That bound is below `span`, so the division that
+    // computes it is needed only when the low half is too.
+    if (product as u64) < span {
+        let threshold = span.wrapping_neg() % span;
+        while (product as u64) < threshold {
+            product = u128::from(rng.next_u64()) * u128::from(span);
         }
     }
+    low + (product >> 64) as u64
 }
 
 /// A uniform duration in `low..high`, at nanosecond resolution.
@@ -187,6 +191,42 @@ mod tests {
         assert_eq!(a, derive_entropy(7, "network").next_u64());
         assert_ne!(a, derive_entropy(7, "node-1").next_u64());
         assert_ne!(a, derive_entropy(8, "network").next_u64());
+    }
+
+    #[test]
+    fn uniform_draws_what_rejection_against_the_full_threshold_draws() {
+        // The threshold's division is skipped when it cannot matter: the
+        // draws, and so what every seed means, must be those of the plain
+        // method. Spans near 2^63 reject about half of all draws.
+        fn plain(rng: &mut Entropy, low: u64, high: u64) -> u64 {
+            let span = high - low;
+            let threshold = span.wrapping_neg() % span;
+            loop {
+                let product = u128::from(rng.next_u64()) * u128::from(span);
+                if (product as u64) >= threshold {
+                    return low + (product >> 64) as u64;
+                }
+            }
+        }
+        for span in [
+            1,
+            2,
+            3,
+            1000,
+            1 << 40,
+            (1 << 63) + 1,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            let (mut ours, mut theirs) = (derive_entropy(3, "a"), derive_entropy(3, "a"));
+            for _ in 0..2000 {
+                assert_eq!(
+                    uniform_u64(&mut ours, 5, 5u64.saturating_add(span)),
+                    plain(&mut theirs, 5, 5u64.saturating_add(span)),
+                    "span {span}"
+                );
+            }
+        }
     }
 
     #[test]

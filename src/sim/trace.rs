@@ -4,7 +4,6 @@
 //! through `tracing` with the virtual time as a field.
 
 use core::fmt;
-use std::collections::VecDeque;
 
 use super::fingerprint::Fingerprint;
 use crate::env::{Instant, TimerKind};
@@ -157,7 +156,10 @@ pub struct Trace {
     /// Every event so far, folded in field by field.
     hasher: Fingerprint,
     events: u64,
-    tail: VecDeque<TraceEvent>,
+    /// The last events: a ring, `next` the slot the next event overwrites
+    /// (written in place, so recording moves an event once).
+    tail: Vec<TraceEvent>,
+    next: usize,
     all: Option<Vec<TraceEvent>>,
     /// Running hash after each event, for locating the first divergence.
     checkpoints: Option<Vec<u64>>,
@@ -170,7 +172,8 @@ impl Trace {
         Self {
             hasher: Fingerprint::new(0),
             events: 0,
-            tail: VecDeque::with_capacity(TRACE_TAIL_EVENTS),
+            tail: Vec::with_capacity(TRACE_TAIL_EVENTS),
+            next: 0,
             all: record_all.then(Vec::new),
             checkpoints: checkpoints.then(Vec::new),
         }
@@ -200,10 +203,12 @@ impl Trace {
         if let Some(all) = &mut self.all {
             all.push(event.clone());
         }
-        if self.tail.len() == TRACE_TAIL_EVENTS {
-            self.tail.pop_front();
+        if self.tail.len() < TRACE_TAIL_EVENTS {
+            self.tail.push(event);
+        } else {
+            self.tail[self.next] = event;
         }
-        self.tail.push_back(event);
+        self.next = (self.next + 1) % TRACE_TAIL_EVENTS;
     }
 
     /// How many events were recorded.
@@ -223,7 +228,9 @@ impl Trace {
 
     /// The last events recorded.
     pub fn tail(&self) -> Vec<TraceEvent> {
-        self.tail.iter().cloned().collect()
+        // Oldest first: from the slot the next event would overwrite.
+        let (newer, older) = self.tail.split_at(self.next % self.tail.len().max(1));
+        older.iter().chain(newer).cloned().collect()
     }
 
     /// Every event, if recorded.
