@@ -35,6 +35,12 @@ pub(super) struct Encoder<'a> {
 }
 
 impl Encoder<'_> {
+    /// A variant's index, before its fields (if any).
+    fn variant(&mut self, index: u32) -> Result<&mut Self, Refused> {
+        write_u64(self.out, index.into());
+        Ok(self)
+    }
+
     fn length(&mut self, len: Option<usize>) -> Result<(), Refused> {
         let len = len.ok_or_else(|| Refused("a sequence or map must know its length".into()))?;
         write_u64(self.out, len as u64);
@@ -156,7 +162,7 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
         variant_index: u32,
         _variant: &'static str,
     ) -> Result<(), Refused> {
-        self.serialize_u64(variant_index.into())
+        self.variant(variant_index).map(drop)
     }
 
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
@@ -174,8 +180,7 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
         _variant: &'static str,
         value: &T,
     ) -> Result<(), Refused> {
-        write_u64(self.out, variant_index.into());
-        value.serialize(self)
+        value.serialize(self.variant(variant_index)?)
     }
 
     fn serialize_seq(self, len: Option<usize>) -> Result<Self, Refused> {
@@ -198,8 +203,7 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
         _variant: &'static str,
         _len: usize,
     ) -> Result<Self, Refused> {
-        write_u64(self.out, variant_index.into());
-        Ok(self)
+        self.variant(variant_index)
     }
 
     fn serialize_map(self, len: Option<usize>) -> Result<Self, Refused> {
@@ -218,8 +222,7 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
         _variant: &'static str,
         _len: usize,
     ) -> Result<Self, Refused> {
-        write_u64(self.out, variant_index.into());
-        Ok(self)
+        self.variant(variant_index)
     }
 
     fn is_human_readable(&self) -> bool {
