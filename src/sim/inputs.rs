@@ -10,6 +10,24 @@
 //! run, which is what the simulator's overhead is measured against
 //! (`benches/sim.rs`), and it shows that the simulator adds nothing to what an
 //! engine does: the replayed engines end exactly where the simulated ones did.
+//!
+//! ```
+//! use quorate::examples::KvStore;
+//! use quorate::sim::{SimConfig, Simulation, workload::KvWorkload};
+//! use std::time::Duration;
+//!
+//! let mut config = SimConfig::new(7);
+//! config.duration = Duration::from_secs(2);
+//! config.quiet_period = Duration::from_secs(2);
+//! let (report, inputs) =
+//!     Simulation::new(config, KvStore::default, KvWorkload::default()).run_recording_inputs();
+//! assert!(report.passed(), "{}", report.failure_text());
+//! let inputs = inputs.expect("the run did not panic");
+//! let finals = inputs.finals().to_vec();
+//! let replay = inputs.drive_engines(|_| KvStore::default()).expect("same machine, same build");
+//! assert_eq!(replay.finals, finals);
+//! assert_eq!(replay.messages_received, report.stats.messages_delivered);
+//! ```
 
 use core::fmt;
 
