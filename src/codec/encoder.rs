@@ -35,12 +35,6 @@ pub(super) struct Encoder<'a> {
 }
 
 impl Encoder<'_> {
-    /// A variant's index, before its fields (if any).
-    fn variant(&mut self, index: u32) -> Result<&mut Self, Refused> {
-        write_u64(self.out, index.into());
-        Ok(self)
-    }
-
     fn length(&mut self, len: Option<usize>) -> Result<(), Refused> {
         let len = len.ok_or_else(|| Refused("a sequence or map must know its length".into()))?;
         write_u64(self.out, len as u64);
@@ -162,7 +156,7 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
         variant_index: u32,
         _variant: &'static str,
     ) -> Result<(), Refused> {
-        self.variant(variant_index).map(drop)
+        self.serialize_u64(variant_index.into())
     }
 
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
@@ -180,7 +174,8 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
         _variant: &'static str,
         value: &T,
     ) -> Result<(), Refused> {
-        value.serialize(self.variant(variant_index)?)
+        write_u64(self.out, variant_index.into());
+        value.serialize(self)
     }
 
     fn serialize_seq(self, len: Option<usize>) -> Result<Self, Refused> {
@@ -203,7 +198,8 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
         _variant: &'static str,
         _len: usize,
     ) -> Result<Self, Refused> {
-        self.variant(variant_index)
+        write_u64(self.out, variant_index.into());
+        Ok(self)
     }
 
     fn serialize_map(self, len: Option<usize>) -> Result<Self, Refused> {
@@ -222,7 +218,8 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
         _variant: &'static str,
         _len: usize,
     ) -> Result<Self, Refused> {
-        self.variant(variant_index)
+        write_u64(self.out, variant_index.into());
+        Ok(self)
     }
 
     fn is_human_readable(&self) -> bool {
