@@ -53,11 +53,13 @@ pub(super) struct Decoder<'de> {
 }
 
 impl<'de> Decoder<'de> {
+    #[inline]
     pub(super) fn new(input: &'de [u8]) -> Self {
         Self { input }
     }
 
     /// Bytes not read yet.
+    #[inline]
     pub(super) fn remaining(&self) -> usize {
         self.input.len()
     }
@@ -117,6 +119,7 @@ impl<'de> Decoder<'de> {
         self.varint(8, "u128").map(u128::from)
     }
 
+    #[inline]
     fn length(&mut self) -> Result<usize, Invalid> {
         let len = self.varint(8, "a length")?;
         // A longer sequence could only be of zero-sized elements: refused, so a
@@ -127,11 +130,13 @@ impl<'de> Decoder<'de> {
         Ok(len as usize)
     }
 
+    #[inline]
     fn bytes(&mut self) -> Result<&'de [u8], Invalid> {
         let len = self.length()?;
         self.take(len)
     }
 
+    #[inline]
     fn str(&mut self) -> Result<&'de str, Invalid> {
         core::str::from_utf8(self.bytes()?)
             .map_err(|error| Invalid::Malformed(format!("a string is not UTF-8: {error}")))

@@ -35,6 +35,7 @@ pub(super) struct Encoder<'a> {
 }
 
 impl Encoder<'_> {
+    #[inline]
     fn length(&mut self, len: Option<usize>) -> Result<(), Refused> {
         let len = len.ok_or_else(|| Refused("a sequence or map must know its length".into()))?;
         write_u64(self.out, len as u64);
@@ -53,24 +54,29 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
     type SerializeStruct = Self;
     type SerializeStructVariant = Self;
 
+    #[inline]
     fn serialize_bool(self, value: bool) -> Result<(), Refused> {
         self.out.push(u8::from(value));
         Ok(())
     }
 
+    #[inline]
     fn serialize_i8(self, value: i8) -> Result<(), Refused> {
         self.out.push(value as u8);
         Ok(())
     }
 
+    #[inline]
     fn serialize_i16(self, value: i16) -> Result<(), Refused> {
         self.serialize_i64(value.into())
     }
 
+    #[inline]
     fn serialize_i32(self, value: i32) -> Result<(), Refused> {
         self.serialize_i64(value.into())
     }
 
+    #[inline]
     fn serialize_i64(self, value: i64) -> Result<(), Refused> {
         write_u64(self.out, zigzag(value));
         Ok(())
@@ -81,15 +87,18 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
         Ok(())
     }
 
+    #[inline]
     fn serialize_u8(self, value: u8) -> Result<(), Refused> {
         self.out.push(value);
         Ok(())
     }
 
+    #[inline]
     fn serialize_u16(self, value: u16) -> Result<(), Refused> {
         self.serialize_u64(value.into())
     }
 
+    #[inline]
     fn serialize_u32(self, value: u32) -> Result<(), Refused> {
         self.serialize_u64(value.into())
     }
@@ -122,16 +131,19 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
         Ok(())
     }
 
+    #[inline]
     fn serialize_str(self, value: &str) -> Result<(), Refused> {
         self.serialize_bytes(value.as_bytes())
     }
 
+    #[inline]
     fn serialize_bytes(self, value: &[u8]) -> Result<(), Refused> {
         write_u64(self.out, value.len() as u64);
         self.out.extend_from_slice(value);
         Ok(())
     }
 
+    #[inline]
     fn serialize_none(self) -> Result<(), Refused> {
         self.out.push(0);
         Ok(())
@@ -142,14 +154,17 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
         value.serialize(self)
     }
 
+    #[inline]
     fn serialize_unit(self) -> Result<(), Refused> {
         Ok(())
     }
 
+    #[inline]
     fn serialize_unit_struct(self, _name: &'static str) -> Result<(), Refused> {
         Ok(())
     }
 
+    #[inline]
     fn serialize_unit_variant(
         self,
         _name: &'static str,

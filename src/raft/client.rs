@@ -139,6 +139,7 @@ where
                 ReadRequester::Local(id) => {
                     if let Some(query) = self.queries.get_mut(&id) {
                         query.stage = QueryStage::Apply(commit);
+                        self.queries_checked_at = None;
                     }
                 }
                 ReadRequester::Remote(peer, read) => self.send(
@@ -201,6 +202,7 @@ where
                 ReadRequester::Local(id) => {
                     if let Some(query) = self.queries.get_mut(&id) {
                         query.stage = QueryStage::Apply(read.read_index);
+                        self.queries_checked_at = None;
                     }
                 }
                 ReadRequester::Remote(peer, read_id) => self.send(
@@ -217,6 +219,17 @@ where
     /// Answers strong queries whose read index has been applied.
     pub(super) fn answer_ready_queries(&mut self) {
         let applied = self.applied.index();
+        // Nothing became ready since the last search found none left.
+        if self.queries_checked_at == Some(applied) {
+            debug_assert!(
+                !self.queries.values().any(
+                    |query| matches!(query.stage, QueryStage::Apply(index) if index <= applied)
+                ),
+                "a ready query was skipped"
+            );
+            return;
+        }
+        self.queries_checked_at = Some(applied);
         let ready: Vec<QueryId> = self
             .queries
             .iter()
@@ -313,7 +326,10 @@ where
             return;
         }
         match result {
-            Ok(index) => query.stage = QueryStage::Apply(index),
+            Ok(index) => {
+                query.stage = QueryStage::Apply(index);
+                self.queries_checked_at = None;
+            }
             Err(error) => self.fail_query(read, error),
         }
     }

@@ -339,6 +339,11 @@ where
 
     pub(super) proposals: BTreeMap<ProposalId, PendingProposal>,
     pub(super) queries: BTreeMap<QueryId, PendingQuery<M::Query>>,
+    /// The applied index when [`queries`](Self::queries) was last searched
+    /// for ready ones, or `None` if a query's stage became `Apply` since: a
+    /// query becomes ready only then or when the applied index moves, so the
+    /// search runs only then (see `answer_ready_queries`).
+    pub(super) queries_checked_at: Option<Index>,
     pub(super) deadlines: BTreeSet<(Instant, Expiring)>,
     pub(super) sessions: super::apply::Sessions,
     pub(super) catch_up: Option<CatchUpState>,
@@ -427,6 +432,7 @@ where
             armed: [None; 3],
             proposals: BTreeMap::new(),
             queries: BTreeMap::new(),
+            queries_checked_at: None,
             deadlines: BTreeSet::new(),
             sessions,
             catch_up: None,
