@@ -248,10 +248,12 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         visitor.visit_char(self.char()?)
     }
 
+    #[inline]
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Invalid> {
         visitor.visit_borrowed_str(self.str()?)
     }
 
+    #[inline]
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Invalid> {
         // Borrowed: a `String` visitor copies it once, into an allocation of
         // exactly its length.
@@ -266,6 +268,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         visitor.visit_borrowed_bytes(self.bytes()?)
     }
 
+    #[inline]
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Invalid> {
         match self.byte()? {
             0 => visitor.visit_none(),
@@ -288,6 +291,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         visitor.visit_unit()
     }
 
+    #[inline]
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
         _name: &'static str,
@@ -296,11 +300,13 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         visitor.visit_newtype_struct(self)
     }
 
+    #[inline]
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Invalid> {
         let len = self.length()?;
         self.deserialize_tuple(len, visitor)
     }
 
+    #[inline]
     fn deserialize_tuple<V: Visitor<'de>>(
         self,
         len: usize,
@@ -329,6 +335,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         })
     }
 
+    #[inline]
     fn deserialize_struct<V: Visitor<'de>>(
         self,
         _name: &'static str,
@@ -338,6 +345,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         self.deserialize_tuple(fields.len(), visitor)
     }
 
+    #[inline]
     fn deserialize_enum<V: Visitor<'de>>(
         self,
         _name: &'static str,
@@ -420,18 +428,22 @@ impl<'de> EnumAccess<'de> for &mut Decoder<'de> {
 impl<'de> VariantAccess<'de> for &mut Decoder<'de> {
     type Error = Invalid;
 
+    #[inline]
     fn unit_variant(self) -> Result<(), Invalid> {
         Ok(())
     }
 
+    #[inline]
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Invalid> {
         seed.deserialize(self)
     }
 
+    #[inline]
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Invalid> {
         de::Deserializer::deserialize_tuple(self, len, visitor)
     }
 
+    #[inline]
     fn struct_variant<V: Visitor<'de>>(
         self,
         fields: &'static [&'static str],

@@ -149,6 +149,7 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
         Ok(())
     }
 
+    #[inline]
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Refused> {
         self.out.push(1);
         value.serialize(self)
@@ -174,6 +175,7 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
         self.serialize_u64(variant_index.into())
     }
 
+    #[inline]
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
@@ -182,6 +184,7 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
         value.serialize(self)
     }
 
+    #[inline]
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
@@ -193,11 +196,13 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
         value.serialize(self)
     }
 
+    #[inline]
     fn serialize_seq(self, len: Option<usize>) -> Result<Self, Refused> {
         self.length(len)?;
         Ok(self)
     }
 
+    #[inline]
     fn serialize_tuple(self, _len: usize) -> Result<Self, Refused> {
         Ok(self)
     }
@@ -206,6 +211,7 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
         Ok(self)
     }
 
+    #[inline]
     fn serialize_tuple_variant(
         self,
         _name: &'static str,
@@ -217,15 +223,18 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
         Ok(self)
     }
 
+    #[inline]
     fn serialize_map(self, len: Option<usize>) -> Result<Self, Refused> {
         self.length(len)?;
         Ok(self)
     }
 
+    #[inline]
     fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Self, Refused> {
         Ok(self)
     }
 
+    #[inline]
     fn serialize_struct_variant(
         self,
         _name: &'static str,
@@ -249,6 +258,7 @@ macro_rules! elements {
             type Ok = ();
             type Error = Refused;
 
+            #[inline]
             fn $method<T: Serialize + ?Sized>(
                 &mut self,
                 $($name: &'static str,)?
@@ -257,6 +267,7 @@ macro_rules! elements {
                 value.serialize(&mut **self)
             }
 
+            #[inline]
             fn end(self) -> Result<(), Refused> {
                 Ok(())
             }

@@ -127,6 +127,7 @@ impl Clock {
         drift_ppm: 0,
     };
 
+    #[inline]
     fn local(&self, global: Instant) -> Instant {
         if self.drift_ppm == 0 {
             // Most clocks never drift: skip the 128-bit division.
