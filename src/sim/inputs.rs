@@ -30,16 +30,17 @@
 //! ```
 
 use core::fmt;
+use core::ops::RangeInclusive;
 
 use crate::bond::{LentFrame, WireFrame};
 use crate::codec;
 use crate::env::{Entropy, Instant, TimerKind};
 use crate::id::PeerId;
-use crate::log::InMemoryLogStore;
+use crate::log::{InMemoryLogStore, Index};
 use crate::machine::StateMachine;
 use crate::raft::{
-    Consistency, Effect, EntryOf, GroupConfig, LentAppendEntries, Node, NodeOptions, Proposal,
-    QueryId, Status,
+    AppendHeader, Consistency, Effect, EntryOf, GroupConfig, LentAppendEntries, Node, NodeOptions,
+    Proposal, QueryId, Status,
 };
 
 type Store<M> = InMemoryLogStore<EntryOf<M>>;
@@ -111,6 +112,27 @@ impl fmt::Display for ReplayError {
 }
 
 impl std::error::Error for ReplayError {}
+
+/// Seals an AppendEntries whose entries `storage` lends
+/// ([`Effect::SendLent`]), byte for byte as the owned message would be: the
+/// one encoding of lent entries, for the simulator and the replay alike.
+pub(crate) fn seal_lent<M: StateMachine>(
+    storage: &Store<M>,
+    header: AppendHeader,
+    entries: &RangeInclusive<Index>,
+    frame: &mut Vec<u8>,
+) -> Result<(), codec::EncodeError> {
+    let held = storage.held(entries).ok_or_else(|| codec::EncodeError {
+        reason: format!("lent entries {entries:?} are not in the log"),
+    })?;
+    codec::seal_into(
+        &LentFrame(LentAppendEntries {
+            header,
+            entries: held,
+        }),
+        frame,
+    )
+}
 
 impl<M: StateMachine> NodeInputs<M> {
     pub(crate) fn new(group: GroupConfig, options: NodeOptions, nodes: usize) -> Self {
@@ -252,18 +274,7 @@ impl<M: StateMachine> NodeInputs<M> {
                     }
                     Effect::SendLent {
                         header, entries, ..
-                    } => {
-                        let held = node.storage().held(&entries).ok_or_else(|| {
-                            error(format!("lent entries {entries:?} are not in the log"))
-                        })?;
-                        codec::seal_into(
-                            &LentFrame(LentAppendEntries {
-                                header,
-                                entries: held,
-                            }),
-                            &mut frame,
-                        )
-                    }
+                    } => seal_lent::<M>(node.storage(), header, &entries, &mut frame),
                     _ => continue,
                 };
                 encoded.map_err(|reason| error(reason.to_string()))?;

@@ -11,14 +11,14 @@ use super::config::{FaultPlan, SimConfig};
 use super::faults::{FaultAction, Target};
 use super::fingerprint::Fingerprint;
 use super::history::{OperationOutcome, SimHistory};
-use super::inputs::{Input, NodeInputs};
+use super::inputs::{Input, NodeInputs, seal_lent};
 use super::invariants::Invariants;
 use super::network::{Delivery, Network};
 use super::queue::EventQueue;
 use super::scenario::ClientScript;
 use super::trace::{TRACE_TAIL_EVENTS, Trace, TraceEvent, What};
 use super::workload::{Operation, SimMachine, Workload};
-use crate::bond::{BondError, LentFrame, WireFrame};
+use crate::bond::{BondError, WireFrame};
 use crate::codec;
 use crate::env::{
     Entropy, Instant, TimerKind, chance, derive_entropy, uniform_duration, uniform_u64,
@@ -27,8 +27,8 @@ use crate::id::{GroupIdInput, GroupIdInputs, GroupKey, PeerId};
 use crate::log::{CrashOutcome, InMemoryLogStore, Storage};
 use crate::machine::{StateMachine, StateSync};
 use crate::raft::{
-    ClientId, Consistency, Effect, EntryOf, GroupConfig, LentAppendEntries, Node, NodeOptions,
-    Proposal, ProposalId, ProposalOutcome, QueryAnswer, QueryError, QueryId, Role, Status,
+    ClientId, Consistency, Effect, EntryOf, GroupConfig, Node, NodeOptions, Proposal, ProposalId,
+    ProposalOutcome, QueryAnswer, QueryError, QueryId, Role, Status,
 };
 
 type Store<M> = InMemoryLogStore<EntryOf<M>>;
@@ -920,22 +920,16 @@ impl<M: SimMachine> World<M> {
                     to,
                     header,
                     entries,
-                } => self.send(from, to, |world, frame| {
-                    let held = world.hosts[position]
-                        .node
-                        .as_ref()
-                        .and_then(|node| node.storage().held(&entries))
-                        .ok_or_else(|| codec::EncodeError {
-                            reason: format!("lent entries {entries:?} are not in the log"),
+                } => {
+                    self.send(from, to, |world, frame| {
+                        let node = world.hosts[position].node.as_ref().ok_or_else(|| {
+                            codec::EncodeError {
+                                reason: format!("{from} lent entries {entries:?} while down"),
+                            }
                         })?;
-                    codec::seal_into(
-                        &LentFrame(LentAppendEntries {
-                            header,
-                            entries: held,
-                        }),
-                        frame,
-                    )
-                }),
+                        seal_lent::<M>(node.storage(), header, &entries, frame)
+                    })
+                }
                 Effect::SetTimer { timer, deadline } => {
                     let host = &mut self.hosts[position];
                     host.timer_generation[timer.slot()] += 1;
