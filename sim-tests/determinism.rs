@@ -50,7 +50,8 @@ fn recording_the_trace_changes_neither_its_hash_nor_its_tail() {
         config.quiet_period = Duration::ZERO;
         Simulation::new(config, KvStore::default, KvWorkload::default())
     };
-    for seed in 0..3 {
+    let mut seeds_with_requests = 0;
+    for seed in 0..6 {
         let plain = make(seed).run();
         let recorded = make(seed).recording_trace(true).run();
         assert_eq!(plain.trace_hash, recorded.trace_hash, "seed {seed}");
@@ -65,11 +66,13 @@ fn recording_the_trace_changes_neither_its_hash_nor_its_tail() {
             .iter()
             .filter(|event| matches!(&event.what, What::Request { operation, .. } if !operation.is_empty()))
             .count();
-        assert!(
-            requests > 0,
-            "seed {seed}: no client request in the last events"
-        );
+        seeds_with_requests += usize::from(requests > 0);
     }
+    // The case the test is for: request texts in the tail.
+    assert!(
+        seeds_with_requests >= 2,
+        "only {seeds_with_requests} of seeds 0..6 end with a client request in the last events"
+    );
 }
 
 #[test]

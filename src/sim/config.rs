@@ -27,16 +27,31 @@ pub struct NetworkFaults {
     /// The extra delay of a spike.
     #[serde(with = "super::seconds")]
     pub spike_latency: Duration,
+    /// Messages that may overtake those sent before them on the same link.
+    /// The others keep their link's order, as over one TCP connection: each
+    /// arrives no earlier than the one sent before it. Files written before
+    /// this field existed reordered every message, so it defaults to
+    /// [`ALWAYS`] there.
+    #[serde(default = "always")]
+    pub reordering: PerMillion,
+}
+
+/// A probability of one: every message.
+pub const ALWAYS: PerMillion = 1_000_000;
+
+fn always() -> PerMillion {
+    ALWAYS
 }
 
 impl NetworkFaults {
-    /// A perfect network (latency only).
+    /// A perfect network: latency only, each link in order.
     pub const NONE: Self = Self {
         loss: 0,
         duplication: 0,
         corruption: 0,
         spike: 0,
         spike_latency: Duration::ZERO,
+        reordering: 0,
     };
 }
 
@@ -91,6 +106,7 @@ impl FaultPlan {
                 corruption: 5_000,
                 spike: 10_000,
                 spike_latency: Duration::from_millis(400),
+                reordering: 100_000,
             },
             partitions: true,
             crashes: true,
@@ -150,9 +166,10 @@ impl FaultPlan {
             corruption: rate(20_000),
             spike: rate(50_000),
             spike_latency: Duration::from_millis(50),
+            reordering: 0,
         };
         let spike_latency = Duration::from_millis(uniform_u64(rng, 50, 2_000));
-        Self {
+        let mut plan = Self {
             network: NetworkFaults {
                 spike_latency,
                 ..network
@@ -164,7 +181,13 @@ impl FaultPlan {
             group_mismatch: chance(rng, 100_000),
             mean_interval: Duration::from_millis(uniform_u64(rng, 200, 3_000)),
             append_entries_max: [1, 2, 4, 16, 256][uniform_u64(rng, 0, 5) as usize],
+        };
+        // Drawn last, so the other switches of a seed are the ones they were
+        // before reordering could be switched off.
+        if chance(rng, 500_000) {
+            plan.network.reordering = uniform_u64(rng, 0, u64::from(ALWAYS) + 1) as PerMillion;
         }
+        plan
     }
 
     /// A one-line summary for reports.
@@ -176,6 +199,7 @@ impl FaultPlan {
             ("dup", network.duplication),
             ("corrupt", network.corruption),
             ("spike", network.spike),
+            ("reorder", network.reordering),
         ] {
             if rate > 0 {
                 parts.push(format!("{name}={:.1}%", f64::from(rate) / 10_000.0));

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use super::choices::{Choices, Component};
-use super::config::NetworkFaults;
-use crate::env::{chance, derive_entropy, uniform_duration, uniform_u64};
+use super::config::{ALWAYS, NetworkFaults};
+use crate::env::{Instant, chance, derive_entropy, uniform_duration, uniform_u64};
 use crate::id::PeerId;
 
 /// The shape of a partition.
@@ -56,6 +56,15 @@ pub(crate) struct Delivery {
     pub corrupt: bool,
 }
 
+/// One directed link's state.
+struct Link {
+    /// Its messages' fates.
+    rng: Choices,
+    /// When the last message that keeps the link's order arrives: the next
+    /// one arrives no earlier.
+    last_arrival: Instant,
+}
+
 /// The network model. Each directed link draws its messages' fates from a
 /// stream of its own, so a message more or less on one link (as when
 /// shrinking removes an operation) leaves every other link's timing alone.
@@ -67,10 +76,10 @@ pub(crate) struct Network {
     /// For each link, one more than the place of its stream in `streams`; 0
     /// until the link first carries a message.
     links: Vec<u32>,
-    /// The streams of the links used so far, in order of first use: the few
-    /// links a stable group uses (those of its leader) sit together in
-    /// memory, not spread over a table of every pair of 101 nodes.
-    streams: Vec<Choices>,
+    /// The links used so far, in order of first use: the few links a stable
+    /// group uses (those of its leader) sit together in memory, not spread
+    /// over a table of every pair of 101 nodes.
+    streams: Vec<Link>,
     /// Latencies of client requests and answers.
     clients: Choices,
     latency_min: Duration,
@@ -110,16 +119,25 @@ impl Network {
         self.faults = faults;
     }
 
-    /// The fates of one message from `from` to `to`: none (lost), one, or two
-    /// (duplicated) deliveries.
-    pub(crate) fn route(&mut self, from: PeerId, to: PeerId, deliveries: &mut Vec<Delivery>) {
+    /// The fates of one message sent from `from` to `to` at `now`: none
+    /// (lost), one, or two (duplicated) deliveries. A message that does not
+    /// overtake (see [`NetworkFaults::reordering`]) arrives no earlier than
+    /// the one before it on the link.
+    pub(crate) fn route(
+        &mut self,
+        from: PeerId,
+        to: PeerId,
+        now: Instant,
+        deliveries: &mut Vec<Delivery>,
+    ) {
         deliveries.clear();
         if self.blocked.contains(&(from, to)) {
             return;
         }
         let faults = self.faults;
         let (latency_min, latency_max) = (self.latency_min, self.latency_max);
-        let rng = self.link(from, to);
+        let link = self.link(from, to);
+        let rng = &mut link.rng;
         if faults.loss > 0 && chance(rng, faults.loss) {
             return;
         }
@@ -134,22 +152,35 @@ impl Network {
                 delay += uniform_duration(rng, Duration::ZERO, faults.spike_latency);
             }
             let corrupt = faults.corruption > 0 && chance(rng, faults.corruption);
+            let overtakes = match faults.reordering {
+                0 => false,
+                ALWAYS.. => true,
+                rate => chance(rng, rate),
+            };
+            if !overtakes {
+                let arrival = (now + delay).max(link.last_arrival);
+                link.last_arrival = arrival;
+                delay = arrival.saturating_since(now);
+            }
             deliveries.push(Delivery { delay, corrupt });
         }
     }
 
-    /// The stream of the link `from -> to`.
-    fn link(&mut self, from: PeerId, to: PeerId) -> &mut Choices {
+    /// The link `from -> to`.
+    fn link(&mut self, from: PeerId, to: PeerId) -> &mut Link {
         let slot = (from.0 as usize) * (self.nodes + 1) + to.0 as usize;
         if self.links.len() <= slot {
             self.links.resize((self.nodes + 1) * (self.nodes + 1), 0);
         }
         if self.links[slot] == 0 {
-            self.streams.push(Choices::with_tape(
-                derive_entropy(self.seed, &format!("link-{}-{}", from.0, to.0)),
-                self.tape.clone(),
-                Component::Network,
-            ));
+            self.streams.push(Link {
+                rng: Choices::with_tape(
+                    derive_entropy(self.seed, &format!("link-{}-{}", from.0, to.0)),
+                    self.tape.clone(),
+                    Component::Network,
+                ),
+                last_arrival: Instant::ZERO,
+            });
             self.links[slot] = u32::try_from(self.streams.len()).expect("fewer than 2^32 links");
         }
         &mut self.streams[self.links[slot] as usize - 1]
@@ -166,7 +197,7 @@ impl Network {
         if frame.is_empty() {
             return;
         }
-        let rng = self.link(from, to);
+        let rng = &mut self.link(from, to).rng;
         let position = uniform_u64(rng, 0, frame.len() as u64) as usize;
         let flip = uniform_u64(rng, 1, 256) as u8;
         frame[position] ^= flip;

@@ -263,11 +263,12 @@ impl Shrinker<'_> {
     /// Each network fault switched off, then smaller latency spikes.
     fn milder_network(&mut self) {
         type Rate = fn(&mut super::NetworkFaults) -> &mut u32;
-        let rates: [(&str, Rate); 4] = [
+        let rates: [(&str, Rate); 5] = [
             ("loss", |network| &mut network.loss),
             ("duplication", |network| &mut network.duplication),
             ("corruption", |network| &mut network.corruption),
             ("latency spikes", |network| &mut network.spike),
+            ("reordering", |network| &mut network.reordering),
         ];
         for (name, rate) in rates {
             let mut candidate = self.best.clone();

@@ -1002,7 +1002,7 @@ impl<M: SimMachine> World<M> {
             return;
         }
         let mut deliveries = core::mem::take(&mut self.deliveries);
-        self.network.route(from, to, &mut deliveries);
+        self.network.route(from, to, self.now, &mut deliveries);
         if !deliveries.is_empty() {
             let mut frame = self.frames.pop().unwrap_or_default();
             frame.clear();
