@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use super::entry::{ClientId, LogEntry, ProposalId};
+use super::entry::{ClientId, CommandEntry, LogEntry, ProposalId};
 use super::node::{EntryOf, Flaw, Node};
 use super::outcome::ProposalOutcome;
 use crate::log::{Cursor, Index, Storage, Term};
@@ -78,7 +78,11 @@ impl Sessions {
         let session = self.clients.entry(id.client).or_default();
         session.settled_below = session.settled_below.max(settled_below);
         let floor = session.settled_below;
-        session.applied.retain(|&sequence, _| sequence >= floor);
+        while let Some(oldest) = session.applied.first_entry()
+            && *oldest.key() < floor
+        {
+            oldest.remove();
+        }
         if id.sequence >= floor {
             session.applied.insert(id.sequence, index);
         }
@@ -119,10 +123,25 @@ impl ApplyContext for BatchContext {
     }
 }
 
-/// A batch being collected.
-struct OpenBatch<C> {
-    term: Term,
-    entries: Vec<(Index, super::entry::CommandEntry<C>)>,
+/// The buffers applying reuses, so that applying a batch allocates nothing
+/// of its own: entries read from storage, the batch being collected, its new
+/// commands and the outcomes to report.
+pub(super) struct ApplyBuffers<C> {
+    read: Vec<(Term, LogEntry<C>)>,
+    batch: Vec<(Index, CommandEntry<C>)>,
+    commands: Vec<C>,
+    outcomes: Vec<(ProposalId, Index)>,
+}
+
+impl<C> Default for ApplyBuffers<C> {
+    fn default() -> Self {
+        Self {
+            read: Vec::new(),
+            batch: Vec::new(),
+            commands: Vec::new(),
+            outcomes: Vec::new(),
+        }
+    }
 }
 
 impl<M, S> Node<M, S>
@@ -132,85 +151,94 @@ where
 {
     /// Applies every committed batch whose end is committed.
     pub(super) fn apply_committed(&mut self) {
-        let mut batch: Option<OpenBatch<M::Command>> = None;
         let mut read_from = self.applied.index().next();
+        if read_from > self.commit_index {
+            return;
+        }
+        let mut buffers = core::mem::take(&mut self.apply_buffers);
+        // The term of the batch collected in `buffers.batch`.
+        let mut batch_term = None;
         while read_from <= self.commit_index {
+            if !self.storage.available().contains(&read_from) {
+                // Not held (a pruned log awaiting catch-up): nothing to apply yet.
+                break;
+            }
             let read_to = Index(
                 self.commit_index
                     .0
                     .min(read_from.0 + APPLY_READ_ENTRIES_MAX - 1),
             );
-            let entries = self.storage.get_range(&(read_from..=read_to));
-            if entries.is_empty() {
-                // Not held (a pruned log awaiting catch-up): nothing to apply yet.
-                return;
-            }
-            for (term, index, entry) in entries {
-                if let Some(open) = &batch
-                    && open.term != term
-                {
-                    // The leader of `open.term` failed mid-batch: the batch ends here.
-                    let open = batch.take().expect("checked above");
-                    self.apply_batch(open);
+            buffers.read.clear();
+            self.storage
+                .extend_with_range(&(read_from..=read_to), &mut buffers.read);
+            let mut read = core::mem::take(&mut buffers.read);
+            // Held entries are contiguous, so they start at `read_from`.
+            let mut index = read_from;
+            for (term, entry) in read.drain(..) {
+                if batch_term.is_some_and(|open| open != term) {
+                    // The leader of the open batch failed mid-batch: it ends here.
+                    self.apply_batch(batch_term.take().expect("checked above"), &mut buffers);
                 }
                 match entry {
                     LogEntry::Blank => {
-                        debug_assert!(batch.is_none());
+                        debug_assert!(batch_term.is_none());
                         self.applied = Cursor::new(term, index);
                     }
                     LogEntry::Command(command) => {
                         let batch_end = command.batch_end;
-                        batch
-                            .get_or_insert_with(|| OpenBatch {
-                                term,
-                                entries: Vec::new(),
-                            })
-                            .entries
-                            .push((index, command));
+                        batch_term = Some(term);
+                        buffers.batch.push((index, command));
                         if batch_end {
-                            self.apply_batch(batch.take().expect("just inserted"));
+                            self.apply_batch(term, &mut buffers);
+                            batch_term = None;
                         }
                     }
                 }
+                index = index.next();
             }
-            read_from = read_to.next();
+            buffers.read = read;
+            read_from = index;
         }
-        // A batch still open here ends beyond the commit index: wait for it.
+        // A batch still open here ends beyond the commit index: it is read
+        // again once its end is committed.
+        buffers.batch.clear();
+        self.apply_buffers = buffers;
     }
 
-    fn apply_batch(&mut self, batch: OpenBatch<M::Command>) {
-        let (last_index, _) = *batch.entries.last().expect("a batch is never empty");
+    /// Applies the batch of `term` collected in `buffers.batch`, leaving it empty.
+    fn apply_batch(&mut self, term: Term, buffers: &mut ApplyBuffers<M::Command>) {
+        let (last_index, _) = *buffers.batch.last().expect("a batch is never empty");
         let context = BatchContext {
             committed: self.applied,
-            log_position: Cursor::new(batch.term, last_index),
-            term: batch.term,
+            log_position: Cursor::new(term, last_index),
+            term,
         };
-        let mut commands = Vec::with_capacity(batch.entries.len());
-        let mut outcomes = Vec::new();
-        for (index, entry) in batch.entries {
+        let skip_duplicates = !self.flaw(Flaw::ApplyDuplicates);
+        for (index, entry) in buffers.batch.drain(..) {
             let id = entry.proposal;
-            let seen = if self.flaw(Flaw::ApplyDuplicates) {
-                Seen::New
-            } else {
+            let seen = if skip_duplicates {
                 self.sessions.seen(id)
+            } else {
+                Seen::New
             };
             match seen {
                 Seen::New => {
                     self.sessions.record(id, entry.settled_below, index);
-                    commands.push(entry.command);
-                    outcomes.push((id, index));
+                    buffers.commands.push(entry.command);
+                    buffers.outcomes.push((id, index));
                 }
                 Seen::Duplicate(original) => {
                     tracing::debug!(node = %self.id, proposal = %id, %index, "duplicate proposal skipped");
-                    outcomes.push((id, original.unwrap_or(index)));
+                    buffers.outcomes.push((id, original.unwrap_or(index)));
                 }
             }
         }
-        if !commands.is_empty() {
-            self.machine.apply_batch(commands, &context);
+        if !buffers.commands.is_empty() {
+            self.machine
+                .apply_batch(buffers.commands.drain(..), &context);
         }
         self.applied = context.log_position;
-        for (id, index) in outcomes {
+        for (id, index) in buffers.outcomes.drain(..) {
             if self.proposals.contains_key(&id) {
                 self.finish_proposal(id, ProposalOutcome::Committed { index });
             }

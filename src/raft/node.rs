@@ -346,6 +346,7 @@ where
     pub(super) queries_checked_at: Option<Index>,
     pub(super) deadlines: BTreeSet<(Instant, Expiring)>,
     pub(super) sessions: super::apply::Sessions,
+    pub(super) apply_buffers: super::apply::ApplyBuffers<M::Command>,
     pub(super) catch_up: Option<CatchUpState>,
 
     /// Messages held until the next sync.
@@ -435,6 +436,7 @@ where
             queries_checked_at: None,
             deadlines: BTreeSet::new(),
             sessions,
+            apply_buffers: super::apply::ApplyBuffers::default(),
             catch_up: None,
             outbox: Vec::new(),
             held: Vec::new(),
