@@ -16,6 +16,7 @@
 //! than the input could hold, and rejects trailing bytes. Every failure is a
 //! [`DecodeError`].
 
+mod checksum;
 mod decoder;
 mod encoder;
 mod varint;
@@ -25,6 +26,7 @@ use core::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub(crate) use checksum::crc32c;
 use decoder::{Decoder, Invalid};
 use encoder::Encoder;
 
@@ -172,7 +174,7 @@ pub fn seal_into<T: Serialize + ?Sized>(
 ) -> Result<(), EncodeError> {
     let start = buffer.len();
     encode_into(value, buffer)?;
-    let checksum = crc32c::crc32c(&buffer[start..]);
+    let checksum = crc32c(&buffer[start..]);
     buffer.extend_from_slice(&checksum.to_le_bytes());
     Ok(())
 }
@@ -186,8 +188,8 @@ pub fn unseal<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     if bytes.len() < SEAL_BYTES {
         return Err(DecodeError::Truncated);
     }
-    let (payload, checksum) = bytes.split_at(bytes.len() - SEAL_BYTES);
-    if crc32c::crc32c(payload).to_le_bytes()[..] != *checksum {
+    let (payload, stored) = bytes.split_at(bytes.len() - SEAL_BYTES);
+    if crc32c(payload).to_le_bytes()[..] != *stored {
         return Err(DecodeError::Checksum);
     }
     decode(payload)

@@ -771,11 +771,11 @@ fn encode_record(payload: &[u8], out: &mut Vec<u8>) {
     let length = u32::try_from(payload.len())
         .unwrap_or(u32::MAX)
         .to_le_bytes();
-    let payload_crc = crc32c::crc32c(payload).to_le_bytes();
+    let payload_crc = crate::codec::crc32c(payload).to_le_bytes();
     let mut header = [0u8; 8];
     header[..4].copy_from_slice(&length);
     header[4..].copy_from_slice(&payload_crc);
-    let header_crc = crc32c::crc32c(&header).to_le_bytes();
+    let header_crc = crate::codec::crc32c(&header).to_le_bytes();
     out.extend_from_slice(&header);
     out.extend_from_slice(&header_crc);
     out.extend_from_slice(payload);
@@ -788,7 +788,7 @@ fn check_record(bytes: &[u8]) -> Result<(&[u8], usize), String> {
     }
     let word =
         |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-    if crc32c::crc32c(&bytes[..8]) != word(8) {
+    if crate::codec::crc32c(&bytes[..8]) != word(8) {
         return Err("header checksum mismatch".into());
     }
     let length = word(0) as usize;
@@ -800,7 +800,7 @@ fn check_record(bytes: &[u8]) -> Result<(&[u8], usize), String> {
         return Err(format!("record of {length} bytes cut short"));
     }
     let payload = &bytes[RECORD_HEADER_BYTES..end];
-    if crc32c::crc32c(payload) != word(4) {
+    if crate::codec::crc32c(payload) != word(4) {
         return Err("payload checksum mismatch".into());
     }
     Ok((payload, end))
