@@ -287,3 +287,47 @@ impl Network {
         self.blocked.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::config::{ALWAYS, PerMillion};
+
+    /// The arrival times of `count` messages sent 100 µs apart on one link.
+    fn arrivals(reordering: PerMillion, count: u64) -> Vec<Instant> {
+        let mut network = Network::new(
+            5,
+            None,
+            2,
+            Duration::from_micros(500),
+            Duration::from_millis(5),
+        );
+        network.set_faults(NetworkFaults {
+            reordering,
+            ..NetworkFaults::NONE
+        });
+        let mut deliveries = Vec::new();
+        (0..count)
+            .map(|sent| {
+                let now = Instant::ZERO + Duration::from_micros(100 * sent);
+                network.route(PeerId(1), PeerId(2), now, &mut deliveries);
+                assert_eq!(deliveries.len(), 1, "nothing is lost");
+                now + deliveries[0].delay
+            })
+            .collect()
+    }
+
+    fn overtaken(arrivals: &[Instant]) -> usize {
+        arrivals.windows(2).filter(|pair| pair[1] < pair[0]).count()
+    }
+
+    #[test]
+    fn a_link_keeps_its_order_unless_reordering_is_on() {
+        assert_eq!(overtaken(&arrivals(0, 1000)), 0);
+        // Latencies of 0.5 to 5 ms, 0.1 ms apart: most pairs could swap.
+        let always = overtaken(&arrivals(ALWAYS, 1000));
+        let some = overtaken(&arrivals(100_000, 1000));
+        assert!(always > 300, "{always} of 999 overtaken");
+        assert!(some > 0 && some < always / 2, "{some} against {always}");
+    }
+}

@@ -18,7 +18,7 @@
 //!   "timing": { "latency_min": "0.0005s", "latency_max": "0.005s",
 //!               "attempt_timeout": "0.8s", "operation_timeout": "4s" },
 //!   "network": { "loss": 20000, "duplication": 0, "corruption": 0,
-//!                "spike": 0, "spike_latency": "0.4s" },
+//!                "spike": 0, "spike_latency": "0.4s", "reordering": 0 },
 //!   "append_entries_max": 1,
 //!   "mismatch": null,
 //!   "faults": [
@@ -36,8 +36,11 @@
 //!
 //! * Durations are strings of seconds (`"0.25s"`, exact to the nanosecond) or
 //!   plain numbers of seconds.
-//! * Probabilities (`loss`, `duplication`, `corruption`, `spike`) are parts per
-//!   million, per message.
+//! * Probabilities (`loss`, `duplication`, `corruption`, `spike`,
+//!   `reordering`) are parts per million, per message. A message that is not
+//!   reordered arrives no earlier than the one sent before it on its link.
+//!   Files without `reordering` mean 1000000: every message could overtake,
+//!   as before the field existed.
 //! * `faults[].action` is one of `{"partition": KIND}` (KIND: `"halves"`,
 //!   `{"isolate": {"leader": BOOL}}`, `"ring"`, `"bridge"`, `"one_way"`), `"heal"`,
 //!   `{"crash": TARGET}` (TARGET: `"leader"` or `{"node": N}`),
@@ -585,6 +588,24 @@ mod tests {
             "{text}"
         );
         assert_eq!(Scenario::from_json(&text), Ok(scenario));
+    }
+
+    #[test]
+    fn a_scenario_without_reordering_reorders_every_message_as_before() {
+        let scenario = sample();
+        assert_eq!(
+            scenario.network.reordering, 100_000,
+            "FaultPlan::all's rate"
+        );
+        let mut json: serde_json::Value =
+            serde_json::from_str(&scenario.to_json()).expect("valid JSON");
+        let removed = json["network"]
+            .as_object_mut()
+            .expect("an object")
+            .remove("reordering");
+        assert!(removed.is_some(), "the field is written");
+        let older = Scenario::from_json(&json.to_string()).expect("still valid");
+        assert_eq!(older.network.reordering, crate::sim::config::ALWAYS);
     }
 
     #[test]
