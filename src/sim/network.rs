@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::choices::{Choices, Component};
 use super::config::{ALWAYS, NetworkFaults};
-use crate::env::{Instant, chance, derive_entropy, uniform_duration, uniform_u64};
+use crate::env::{Instant, chance, derive_entropy, uniform_u64};
 use crate::id::PeerId;
 
 /// The shape of a partition.
@@ -50,8 +50,8 @@ impl fmt::Display for PartitionKind {
 /// What happens to one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Delivery {
-    /// When it arrives, after sending.
-    pub delay: Duration,
+    /// When it arrives.
+    pub arrival: Instant,
     /// Whether its bytes are corrupted on the way.
     pub corrupt: bool,
 }
@@ -82,8 +82,9 @@ pub(crate) struct Network {
     streams: Vec<Link>,
     /// Latencies of client requests and answers.
     clients: Choices,
-    latency_min: Duration,
-    latency_max: Duration,
+    /// Least and greatest latency, in nanoseconds (as each draw wants them).
+    latency_min: u64,
+    latency_max: u64,
     faults: NetworkFaults,
     /// Directed links that drop everything.
     blocked: BTreeSet<(PeerId, PeerId)>,
@@ -108,8 +109,8 @@ impl Network {
             nodes,
             links: Vec::new(),
             streams: Vec::new(),
-            latency_min,
-            latency_max,
+            latency_min: nanos(latency_min),
+            latency_max: nanos(latency_max),
             faults: NetworkFaults::NONE,
             blocked: BTreeSet::new(),
         }
@@ -136,6 +137,7 @@ impl Network {
         }
         let faults = self.faults;
         let (latency_min, latency_max) = (self.latency_min, self.latency_max);
+        let spike_max = nanos(faults.spike_latency);
         let link = self.link(from, to);
         let rng = &mut link.rng;
         if faults.loss > 0 && chance(rng, faults.loss) {
@@ -147,10 +149,11 @@ impl Network {
             1
         };
         for _ in 0..copies {
-            let mut delay = uniform_duration(rng, latency_min, latency_max);
+            let mut delay = uniform_u64(rng, latency_min, latency_max);
             if faults.spike > 0 && chance(rng, faults.spike) {
-                delay += uniform_duration(rng, Duration::ZERO, faults.spike_latency);
+                delay = delay.saturating_add(uniform_u64(rng, 0, spike_max));
             }
+            let mut arrival = Instant::from_nanos(now.as_nanos().saturating_add(delay));
             let corrupt = faults.corruption > 0 && chance(rng, faults.corruption);
             let overtakes = match faults.reordering {
                 0 => false,
@@ -158,11 +161,10 @@ impl Network {
                 rate => chance(rng, rate),
             };
             if !overtakes {
-                let arrival = (now + delay).max(link.last_arrival);
+                arrival = arrival.max(link.last_arrival);
                 link.last_arrival = arrival;
-                delay = arrival.saturating_since(now);
             }
-            deliveries.push(Delivery { delay, corrupt });
+            deliveries.push(Delivery { arrival, corrupt });
         }
     }
 
@@ -188,7 +190,11 @@ impl Network {
 
     /// A latency for client traffic (never lost: clients retry on their own).
     pub(crate) fn client_latency(&mut self) -> Duration {
-        uniform_duration(&mut self.clients, self.latency_min, self.latency_max)
+        Duration::from_nanos(uniform_u64(
+            &mut self.clients,
+            self.latency_min,
+            self.latency_max,
+        ))
     }
 
     /// Flips one byte of a frame sent `from -> to`, at a position drawn from
@@ -288,6 +294,11 @@ impl Network {
     }
 }
 
+/// `duration` in nanoseconds, at most `u64::MAX` (585 years).
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,7 +323,7 @@ mod tests {
                 let now = Instant::ZERO + Duration::from_micros(100 * sent);
                 network.route(PeerId(1), PeerId(2), now, &mut deliveries);
                 assert_eq!(deliveries.len(), 1, "nothing is lost");
-                now + deliveries[0].delay
+                deliveries[0].arrival
             })
             .collect()
     }

@@ -1020,7 +1020,7 @@ impl<M: SimMachine> World<M> {
                             self.network.corrupt(from, to, &mut copy);
                         }
                         self.queue.push(
-                            self.now + delivery.delay,
+                            delivery.arrival,
                             Event::Deliver {
                                 from,
                                 to,
