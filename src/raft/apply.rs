@@ -7,7 +7,7 @@
 //! every node calls `apply_batch` with the same commands and the same
 //! [`ApplyContext`] values.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use super::entry::{ClientId, CommandEntry, LogEntry, ProposalId};
 use super::node::{EntryOf, Flaw, Node};
@@ -27,8 +27,10 @@ const APPLY_READ_ENTRIES_MAX: u64 = 1024;
 struct Session {
     /// Every sequence number below this one is settled at the client.
     settled_below: u64,
-    /// Applied sequence numbers at or above the floor, with their indexes.
-    applied: BTreeMap<u64, Index>,
+    /// Applied sequence numbers at or above the floor, with their indexes, in
+    /// sequence order. Mostly a client's one or two latest: a queue keeps its
+    /// buffer as they come and go, where a map freed and allocated a node.
+    applied: VecDeque<(u64, Index)>,
     /// The index of the client's latest applied command, for eviction.
     last_active: Index,
 }
@@ -62,8 +64,11 @@ impl Sessions {
         let Some(session) = self.clients.get(&id.client) else {
             return Seen::New;
         };
-        if let Some(index) = session.applied.get(&id.sequence) {
-            return Seen::Duplicate(Some(*index));
+        if let Ok(found) = session
+            .applied
+            .binary_search_by_key(&id.sequence, |(sequence, _)| *sequence)
+        {
+            return Seen::Duplicate(Some(session.applied[found].1));
         }
         if id.sequence < session.settled_below {
             return Seen::Duplicate(None);
@@ -78,16 +83,25 @@ impl Sessions {
         let session = self.clients.entry(id.client).or_default();
         session.settled_below = session.settled_below.max(settled_below);
         let floor = session.settled_below;
-        while let Some(oldest) = session.applied.first_entry()
-            && *oldest.key() < floor
+        while session
+            .applied
+            .front()
+            .is_some_and(|(sequence, _)| *sequence < floor)
         {
-            oldest.remove();
+            session.applied.pop_front();
         }
         if id.sequence >= floor {
-            session.applied.insert(id.sequence, index);
+            // Usually past the last: a client's sequence numbers grow.
+            let at = session
+                .applied
+                .partition_point(|(sequence, _)| *sequence < id.sequence);
+            match session.applied.get_mut(at) {
+                Some(entry) if entry.0 == id.sequence => entry.1 = index,
+                _ => session.applied.insert(at, (id.sequence, index)),
+            }
         }
         while session.applied.len() > SESSION_SEQUENCES_MAX {
-            session.applied.pop_first();
+            session.applied.pop_front();
         }
         session.last_active = index;
         if self.clients.len() > self.clients_max {
