@@ -31,7 +31,8 @@ use crate::id::{GroupIdInput, GroupIdInputs, GroupKey, PeerId};
 use crate::raft::{LentAppendEntries, LogEntry, Message};
 
 /// The handshake's protocol version; peers of different versions refuse.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version 2: a refusal of AppendEntries names the `prev` it refused.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 const CONTEXT_PROOF: &str = "quorate 2026 bond proof v1";
 

@@ -159,6 +159,7 @@ fn every_message<C: Clone>(commands: &[C]) -> Vec<(&'static str, Message<C>)> {
                 result: Err(ConflictHint {
                     next_index: Index(200),
                     conflict_term: Some(Term(2)),
+                    refused_prev: Index(260),
                 }),
             },
         ),

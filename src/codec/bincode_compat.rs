@@ -210,6 +210,7 @@ fn messages() -> Vec<Message<KvCmd>> {
             result: Err(crate::raft::ConflictHint {
                 next_index: Index(4),
                 conflict_term: Some(Term(1)),
+                refused_prev: Index(9),
             }),
         },
         Message::Propose {

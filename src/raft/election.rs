@@ -59,12 +59,15 @@ where
                     term: current,
                     granted: false,
                 }),
-                Message::AppendEntries { read_round, .. } => Some(Message::AppendEntriesResponse {
+                Message::AppendEntries {
+                    read_round, prev, ..
+                } => Some(Message::AppendEntriesResponse {
                     term: current,
                     read_round: *read_round,
                     result: Err(ConflictHint {
                         next_index: self.last_log.index().next(),
                         conflict_term: None,
+                        refused_prev: prev.index(),
                     }),
                 }),
                 Message::CatchUp { .. } => Some(Message::AppendEntriesResponse {
@@ -73,6 +76,7 @@ where
                     result: Err(ConflictHint {
                         next_index: self.last_log.index().next(),
                         conflict_term: None,
+                        refused_prev: Index::ZERO,
                     }),
                 }),
                 _ => None,
@@ -254,6 +258,7 @@ where
                 commit_sent: Index::ZERO,
                 match_at_tick: Index::ZERO,
                 probing: true,
+                probe_prev: None,
             },
         );
         self.role = Role::Leader;
@@ -370,6 +375,7 @@ where
             if in_flight && progress.match_index == progress.match_at_tick {
                 progress.next_index = progress.match_index.next();
                 progress.probing = true;
+                progress.probe_prev = None;
             }
             progress.match_at_tick = progress.match_index;
         }

@@ -18,6 +18,11 @@ pub struct ConflictHint {
     /// The term of the follower's conflicting entry, if it had one: the leader
     /// skips the whole term in one step (fast backtracking, §5.3).
     pub conflict_term: Option<Term>,
+    /// The `prev` index of the AppendEntries refused. A leader that has
+    /// already rewound and sent a probe can tell the refusal of that probe
+    /// from a stale one, sent for what was in flight before (a reordered or
+    /// duplicated message), and need not rewind and resend again.
+    pub refused_prev: Index,
 }
 
 /// A message between two members of one group.

@@ -104,6 +104,9 @@ pub(super) struct Progress {
     /// batch in flight to it, so an unreachable follower costs one batch per
     /// tick, not a whole window.
     pub probing: bool,
+    /// While probing, the `prev` index of the latest probe sent (`None` until
+    /// one is): only a refusal of that one moves `next_index` back.
+    pub probe_prev: Option<Index>,
 }
 
 /// A message waiting in the outbox for the next flush.

@@ -163,6 +163,11 @@ where
             if can_send_entries {
                 progress.next_index = through.next();
             }
+            if progress.probing && (can_send_entries || inflight == 0) {
+                // A probe: the batch (or heartbeat) whose answer tells where
+                // the follower's log matches.
+                progress.probe_prev = Some(prev_index);
+            }
             progress.contact_due = false;
             progress.commit_sent = commit;
             let prev_term = self
@@ -270,6 +275,7 @@ where
             return Err(ConflictHint {
                 next_index: self.last_log.index().next(),
                 conflict_term: None,
+                refused_prev: prev.index(),
             });
         }
         let ours = self.term_at(prev.index());
@@ -280,6 +286,7 @@ where
             return Err(ConflictHint {
                 next_index: self.commit_index.next(),
                 conflict_term: None,
+                refused_prev: prev.index(),
             });
         };
         // Skip back over every entry of the conflicting term in one step.
@@ -291,6 +298,7 @@ where
         Err(ConflictHint {
             next_index: first,
             conflict_term: Some(conflict_term),
+            refused_prev: prev.index(),
         })
     }
 
@@ -373,6 +381,7 @@ where
         match (result, rewind) {
             (Ok(match_index), _) => {
                 progress.probing = false;
+                progress.probe_prev = None;
                 let match_index = match_index.min(last);
                 if match_index > progress.match_index {
                     // A match at or below the commit index cannot move it: no
@@ -390,12 +399,22 @@ where
                     progress.next_index = progress.match_index.next();
                 }
             }
-            (Err(_), Some(target)) => {
-                progress.probing = true;
-                // Never below what is known to match, never past the end.
-                let target = target.max(progress.match_index.next()).min(last.next());
-                if target < progress.next_index {
-                    progress.next_index = target;
+            (Err(hint), Some(target)) => {
+                // A refusal of something sent before the latest probe, or of
+                // a position since matched, tells nothing new: rewinding for
+                // it would resend what is already on its way.
+                let stale = match progress.probe_prev {
+                    Some(probe) if progress.probing => hint.refused_prev != probe,
+                    _ => hint.refused_prev < progress.match_index,
+                };
+                if !stale {
+                    progress.probing = true;
+                    progress.probe_prev = None;
+                    // Never below what is known to match, never past the end.
+                    let target = target.max(progress.match_index.next()).min(last.next());
+                    if target < progress.next_index {
+                        progress.next_index = target;
+                    }
                 }
             }
             (Err(_), None) => unreachable!("a refusal always has a rewind target"),
