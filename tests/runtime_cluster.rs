@@ -513,6 +513,21 @@ async fn garbage_on_a_bond_port_closes_that_connection_and_the_node_keeps_servin
     }
 }
 
+/// Waits until the group serves: a stable leader, and a write every node
+/// applied. The nodes' own bonds are then made, so none of them, made late,
+/// can clear a refusal a test is waiting to see.
+async fn settled(cluster: &Cluster) {
+    let leader = cluster.leader().await;
+    let index = cluster
+        .group(leader.0)
+        .execute(put("settled", "yes"))
+        .await
+        .expect("the leader serves");
+    for group in cluster.groups.values() {
+        group.when().reaches(index).await.unwrap();
+    }
+}
+
 /// Plays a peer by hand: sends our Hello, answers with the given proof
 /// strategy, returns every handshake frame the node sent.
 async fn fake_peer(
@@ -569,6 +584,7 @@ fn kv_inputs(key: &GroupKey, machine_signature: UniqueId) -> GroupIdInputs {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_key_is_refused_and_learns_nothing() {
     let cluster = Cluster::start("wrong-key", 3).await;
+    settled(&cluster).await;
     let key = GroupKey::from_secret("not the key");
     let inputs = kv_inputs(&key, KvStore::default().signature());
     let frames = fake_peer(cluster.addresses[&PeerId(2)], PeerId(1), key, inputs).await;
@@ -632,6 +648,7 @@ async fn bond_failures_when(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mismatched_signature_is_refused_named_and_logged_once() {
     let cluster = Cluster::start("signature", 3).await;
+    settled(&cluster).await;
     let key = GroupKey::from_secret(KEY);
     let inputs = kv_inputs(&key, UniqueId::from("kv_store_v1"));
     for attempt in 1..=2u64 {

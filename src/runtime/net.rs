@@ -121,27 +121,44 @@ pub struct BondFailure {
 /// said who it is): logs once per distinct cause.
 #[derive(Debug, Default)]
 pub struct BondLog {
-    last: Mutex<BTreeMap<String, BondFailure>>,
+    /// Per source, its last refusal and the number of the latest record of it.
+    last: Mutex<BTreeMap<String, (BondFailure, u64)>>,
+    /// Refusals recorded so far: numbers them, to order them against handshakes.
+    records: AtomicU64,
 }
 
 impl BondLog {
     /// Records a refusal; logs it if it differs from the last one for `source`.
     fn record(&self, source: String, error: BondError) {
+        let number = self.records.fetch_add(1, Ordering::Relaxed) + 1;
         let Ok(mut last) = self.last.lock() else {
             return;
         };
         match last.get_mut(&source) {
-            Some(failure) if failure.error == error => failure.repeats += 1,
+            Some((failure, latest)) if failure.error == error => {
+                failure.repeats += 1;
+                *latest = number;
+            }
             _ => {
                 tracing::warn!(%source, "bond refused: {error}");
-                last.insert(source, BondFailure { error, repeats: 1 });
+                last.insert(source, (BondFailure { error, repeats: 1 }, number));
             }
         }
     }
 
-    /// Forgets the last refusal of `source` once a bond succeeded.
-    fn clear(&self, source: &str) {
-        if let Ok(mut last) = self.last.lock() {
+    /// A mark taken as a handshake begins, for [`clear`](Self::clear).
+    fn mark(&self) -> u64 {
+        self.records.load(Ordering::Relaxed)
+    }
+
+    /// Forgets the last refusal of `source` once a bond that began at `mark`
+    /// succeeded, unless it was recorded after the mark: that one came from
+    /// another connection claiming the same peer (a second process with its
+    /// id, or a misconfigured one) and still stands.
+    fn clear(&self, source: &str, mark: u64) {
+        if let Ok(mut last) = self.last.lock()
+            && last.get(source).is_some_and(|(_, latest)| *latest <= mark)
+        {
             last.remove(source);
         }
     }
@@ -150,7 +167,11 @@ impl BondLog {
     pub fn snapshot(&self) -> BTreeMap<String, BondFailure> {
         self.last
             .lock()
-            .map(|last| last.clone())
+            .map(|last| {
+                last.iter()
+                    .map(|(source, (failure, _))| (source.clone(), failure.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -276,6 +297,7 @@ async fn accept_loop<C: Command>(
         let links = links.clone();
         tokio::spawn(async move {
             let mut stream = stream;
+            let mark = context.bond_log.mark();
             let result = tokio::time::timeout(
                 HANDSHAKE_TIMEOUT,
                 handshake::<C>(&context, &mut stream, None),
@@ -285,7 +307,7 @@ async fn accept_loop<C: Command>(
             match result {
                 Ok(peer) => match links.get(&peer) {
                     Some(link) if peer < context.local => {
-                        context.bond_log.clear(&format!("peer {peer}"));
+                        context.bond_log.clear(&format!("peer {peer}"), mark);
                         let _ = link.send(stream).await;
                     }
                     _ => {
@@ -416,6 +438,7 @@ impl<C: Command> Link<C> {
                 return None;
             }
         };
+        let mark = self.context.bond_log.mark();
         let result = tokio::time::timeout(
             HANDSHAKE_TIMEOUT,
             handshake::<C>(&self.context, &mut stream, Some(self.peer)),
@@ -424,7 +447,7 @@ impl<C: Command> Link<C> {
         .unwrap_or(Err(LinkError::HandshakeTimeout));
         match result {
             Ok(_) => {
-                self.context.bond_log.clear(&source);
+                self.context.bond_log.clear(&source, mark);
                 Some(stream)
             }
             Err(error) => {
@@ -566,5 +589,26 @@ async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => core::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bond_clears_only_the_refusals_recorded_before_it_began() {
+        let log = BondLog::default();
+        let wrong_key = || BondError::WrongKey { peer: PeerId(1) };
+        log.record("peer n1".into(), wrong_key());
+        let mark = log.mark();
+        // Another connection claiming n1 is refused while n1's bond runs.
+        log.record("peer n1".into(), wrong_key());
+        log.clear("peer n1", mark);
+        let failures = log.snapshot();
+        assert_eq!(failures["peer n1"].repeats, 2, "{failures:?}");
+        // A bond begun after the last refusal clears it.
+        log.clear("peer n1", log.mark());
+        assert!(log.snapshot().is_empty());
     }
 }
