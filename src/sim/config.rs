@@ -230,7 +230,7 @@ impl FaultPlan {
 pub enum FaultPreset {
     /// No faults.
     None,
-    /// Loss, duplication, corruption and latency spikes only.
+    /// Loss, duplication, corruption, latency spikes and reordering only.
     Network,
     /// Partitions only.
     Partitions,
