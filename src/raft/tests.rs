@@ -1013,6 +1013,70 @@ fn an_unreachable_follower_is_probed_with_one_batch_per_tick() {
 }
 
 #[test]
+fn a_refusal_of_what_was_sent_before_the_latest_probe_sends_nothing_again() {
+    // Three AppendEntries are in flight to node 2 and the first is lost, so
+    // node 2 refuses the other two. The first refusal rewinds the leader,
+    // which sends one probe from the gap; the second refuses what was sent
+    // before that probe, and must not send the same entries once more.
+    let mut cluster = elected(3, 1);
+    for value in [10, 11, 12] {
+        cluster.propose(1, value);
+    }
+    let appends: Vec<Message<u64>> = cluster
+        .in_flight
+        .drain(..)
+        .filter(|(_, to, message)| {
+            *to == PeerId(2)
+                && matches!(message, Message::AppendEntries { entries, .. } if !entries.is_empty())
+        })
+        .map(|(_, _, message)| message)
+        .collect();
+    assert_eq!(appends.len(), 3, "pipelined: {appends:?}");
+    for message in appends.into_iter().skip(1) {
+        let follower = cluster.nodes.get_mut(&PeerId(2)).expect("running");
+        follower.on_message(cluster.now, PeerId(1), message);
+        cluster.flush(PeerId(2));
+    }
+    let refusals: Vec<Message<u64>> = cluster
+        .in_flight
+        .drain(..)
+        .map(|(_, _, message)| message)
+        .collect();
+    assert!(
+        refusals.len() == 2
+            && refusals.iter().all(|message| matches!(
+                message,
+                Message::AppendEntriesResponse { result: Err(_), .. }
+            )),
+        "{refusals:?}"
+    );
+    let mut refusals = refusals.into_iter();
+    let answer = |cluster: &mut Cluster<Recorder>, message| {
+        let leader = cluster.nodes.get_mut(&PeerId(1)).expect("running");
+        leader.on_message(cluster.now, PeerId(2), message);
+        cluster.flush(PeerId(1));
+        entries_in_flight_to(cluster, 2)
+    };
+    let first = refusals.next().expect("two");
+    assert_eq!(answer(&mut cluster, first), 3, "one probe from the gap");
+    let probe = cluster.in_flight.drain(..).collect::<Vec<_>>();
+    let second = refusals.next().expect("two");
+    assert_eq!(
+        answer(&mut cluster, second),
+        0,
+        "a stale refusal resends nothing"
+    );
+    // The probe fills the gap.
+    cluster.in_flight.extend(probe);
+    cluster.deliver_all();
+    assert_eq!(cluster.log_terms(2), cluster.log_terms(1));
+    assert_eq!(
+        cluster.node(2).storage().last(),
+        cluster.node(1).storage().last()
+    );
+}
+
+#[test]
 fn a_leader_lending_its_entries_sends_the_same_messages() {
     let run = |lend_entries| {
         let options = NodeOptions {
