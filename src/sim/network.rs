@@ -137,7 +137,6 @@ impl Network {
         }
         let faults = self.faults;
         let (latency_min, latency_max) = (self.latency_min, self.latency_max);
-        let spike_max = nanos(faults.spike_latency);
         let link = self.link(from, to);
         let rng = &mut link.rng;
         if faults.loss > 0 && chance(rng, faults.loss) {
@@ -151,7 +150,8 @@ impl Network {
         for _ in 0..copies {
             let mut delay = uniform_u64(rng, latency_min, latency_max);
             if faults.spike > 0 && chance(rng, faults.spike) {
-                delay = delay.saturating_add(uniform_u64(rng, 0, spike_max));
+                let spike = uniform_u64(rng, 0, nanos(faults.spike_latency));
+                delay = delay.saturating_add(spike);
             }
             let mut arrival = Instant::from_nanos(now.as_nanos().saturating_add(delay));
             let corrupt = faults.corruption > 0 && chance(rng, faults.corruption);
