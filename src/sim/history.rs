@@ -1,15 +1,21 @@
 //! The clients' history: every operation with invoke/ok/info semantics, and its
 //! conversion into the linearizability checker's [`History`].
 
-use std::collections::BTreeMap;
+use core::hash::BuildHasherDefault;
+use std::collections::{BTreeMap, HashMap};
 
 use super::workload::{Operation, SimMachine, Workload};
 use crate::check::history::{History, Operation as CheckedOperation, Outcome};
 use crate::check::model::Model;
 use crate::check::models::{MachineInput, MachineOutput, StateMachineModel};
+use crate::check::search::FxHasher;
 use crate::env::Instant;
 use crate::log::Cursor;
 use crate::machine::StateMachine;
+
+/// A map of deterministic hashes (FxHash): a hash map that is only looked up,
+/// never iterated, gives the same results on every run.
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// The checker's history of machine `M`'s operations.
 pub type CheckedHistory<M> = History<
@@ -162,7 +168,7 @@ impl<M: SimMachine> SimHistory<M> {
     /// must strong reads: each reflects the committed prefix through its position.
     /// Returns the first disagreement found.
     pub fn check_reads_agree(&self) -> Result<(), String> {
-        let mut seen: BTreeMap<(u64, u64, String), (&M::QueryResult, usize)> = BTreeMap::new();
+        let mut seen = FxMap::default();
         for (position, recorded) in self.operations.iter().enumerate() {
             let (
                 Operation::Query { query, .. },
@@ -174,7 +180,7 @@ impl<M: SimMachine> SimHistory<M> {
             else {
                 continue;
             };
-            let key = (at.index().0, at.term().0, format!("{query:?}"));
+            let key = (at.index().0, at.term().0, query);
             if let Some((earlier, earlier_position)) = seen.get(&key) {
                 if *earlier != result {
                     return Err(format!(
@@ -284,5 +290,49 @@ impl<M: SimMachine> Model for KeyedMachineModel<'_, M> {
 
     fn describe_state(&self, state: &M) -> String {
         self.inner.describe_state(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::examples::{KvQuery, KvStore};
+    use crate::log::{Index, Term};
+
+    fn read(history: &mut SimHistory<KvStore>, key: &str, index: u64, value: &str) {
+        let query = KvQuery::Get { key: key.into() };
+        let position = history.invoke(
+            1,
+            Operation::Query {
+                query,
+                strong: false,
+            },
+            Instant::ZERO,
+        );
+        let at = Cursor::new(Term(1), Index(index));
+        let answer = Some((Some(value.to_owned()), at));
+        history.complete(
+            position,
+            OperationOutcome::Ok {
+                at: Instant::ZERO,
+                answer,
+            },
+        );
+    }
+
+    #[test]
+    fn reads_of_one_key_at_one_position_must_agree() {
+        let mut history = SimHistory::default();
+        read(&mut history, "a", 3, "x");
+        read(&mut history, "b", 3, "y");
+        read(&mut history, "a", 4, "z");
+        read(&mut history, "a", 3, "x");
+        assert_eq!(history.check_reads_agree(), Ok(()));
+        read(&mut history, "a", 3, "w");
+        let error = history.check_reads_agree().expect_err("a disagreement");
+        assert!(
+            error.contains("operation 0 saw") && error.contains("operation 4 saw"),
+            "{error}"
+        );
     }
 }

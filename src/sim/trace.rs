@@ -78,43 +78,20 @@ pub enum What {
 }
 
 impl What {
-    fn fold_into(&self, hasher: &mut Fingerprint) {
+    /// What the trace hash folds in: a tag for the kind, two words, and the
+    /// text of a fault or note. Names are folded in as a word of their own,
+    /// which does not depend on the hash so far.
+    fn words(&self) -> (u64, u64, u64, Option<&str>) {
+        let name = |text: &str| Fingerprint::of_bytes(text.as_bytes());
         match self {
-            Self::Received { from, message, .. } => {
-                hasher.word(1);
-                hasher.word(from.0);
-                hasher.bytes(message.as_bytes());
-            }
-            Self::Rejected { from, reason } => {
-                hasher.word(2);
-                hasher.word(from.0);
-                hasher.bytes(reason.as_bytes());
-            }
-            Self::Timer(kind) => {
-                hasher.word(3);
-                hasher.word(kind.slot() as u64);
-            }
-            Self::Role { leader } => {
-                hasher.word(4);
-                hasher.word(leader.map_or(u64::MAX, |leader| leader.0));
-            }
-            Self::Commit(index) => {
-                hasher.word(5);
-                hasher.word(index.0);
-            }
-            Self::Request { client, digest, .. } => {
-                hasher.word(6);
-                hasher.word(*client);
-                hasher.word(*digest);
-            }
-            Self::Fault(text) => {
-                hasher.word(7);
-                hasher.bytes(text.as_bytes());
-            }
-            Self::Note(text) => {
-                hasher.word(8);
-                hasher.bytes(text.as_bytes());
-            }
+            Self::Received { from, message, .. } => (1, from.0, name(message), None),
+            Self::Rejected { from, reason } => (2, from.0, name(reason), None),
+            Self::Timer(kind) => (3, kind.slot() as u64, 0, None),
+            Self::Role { leader } => (4, leader.map_or(u64::MAX, |leader| leader.0), 0, None),
+            Self::Commit(index) => (5, index.0, 0, None),
+            Self::Request { client, digest, .. } => (6, *client, *digest, None),
+            Self::Fault(text) => (7, 0, 0, Some(text)),
+            Self::Note(text) => (8, 0, 0, Some(text)),
         }
     }
 }
@@ -188,12 +165,19 @@ impl Trace {
     /// Records an event.
     pub fn record(&mut self, event: TraceEvent) {
         self.events += 1;
-        let hasher = &mut self.hasher;
-        hasher.word(event.time.as_nanos());
-        hasher.word(event.node.map_or(u64::MAX, |node| node.0));
-        hasher.word(event.term.0);
-        hasher.word(event.role.map_or(9, |role| role as u64));
-        event.what.fold_into(hasher);
+        let (kind, first, second, text) = event.what.words();
+        let role = event.role.map_or(9, |role| role as u64);
+        self.hasher.six([
+            event.time.as_nanos(),
+            event.node.map_or(u64::MAX, |node| node.0),
+            event.term.0,
+            role << 8 | kind,
+            first,
+            second,
+        ]);
+        if let Some(text) = text {
+            self.hasher.bytes(text.as_bytes());
+        }
         if let Some(checkpoints) = &mut self.checkpoints {
             checkpoints.push(self.hasher.value());
         }
@@ -208,7 +192,10 @@ impl Trace {
         } else {
             self.tail[self.next] = event;
         }
-        self.next = (self.next + 1) % TRACE_TAIL_EVENTS;
+        self.next += 1;
+        if self.next == TRACE_TAIL_EVENTS {
+            self.next = 0;
+        }
     }
 
     /// How many events were recorded.
