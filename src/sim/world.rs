@@ -866,7 +866,7 @@ impl<M: SimMachine> World<M> {
             self.doomed = Some((position, Doom::Messages(0)));
         }
         if let Some(what) = what {
-            self.record(Some(position), what);
+            self.record_at(&status, what);
         }
         let changed_role = previous.is_none_or(|previous| {
             previous.role != status.role
@@ -874,15 +874,15 @@ impl<M: SimMachine> World<M> {
                 || previous.leader != status.leader
         });
         if changed_role {
-            self.record(
-                Some(position),
+            self.record_at(
+                &status,
                 What::Role {
                     leader: status.leader,
                 },
             );
         }
         if previous.is_some_and(|previous| previous.commit_index != status.commit_index) {
-            self.record(Some(position), What::Commit(status.commit_index));
+            self.record_at(&status, What::Commit(status.commit_index));
         }
         self.route_effects(position);
         if granted_vote && core::mem::take(&mut self.crash_next_voter) {
@@ -1111,6 +1111,17 @@ impl<M: SimMachine> World<M> {
             node,
             term,
             role,
+            what,
+        });
+    }
+
+    /// Records what happened at a node whose `status` the caller has at hand.
+    fn record_at(&mut self, status: &Status, what: What) {
+        self.trace.record(TraceEvent {
+            time: self.now,
+            node: Some(status.id),
+            term: status.term,
+            role: Some(status.role),
             what,
         });
     }
