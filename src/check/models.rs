@@ -695,7 +695,7 @@ pub enum MachineOutput<R> {
 
 /// The [`ApplyContext`] the adapter hands to `apply`: every position and term
 /// is zero, so a machine that reads them sees the same values on every step.
-struct ModelApplyContext;
+pub(crate) struct ModelApplyContext;
 
 impl ApplyContext for ModelApplyContext {
     fn committed(&self) -> Cursor {

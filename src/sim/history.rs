@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use super::workload::{Operation, SimMachine, Workload};
 use crate::check::history::{History, Operation as CheckedOperation, Outcome};
 use crate::check::model::Model;
-use crate::check::models::{MachineInput, MachineOutput, StateMachineModel};
+use crate::check::models::{MachineInput, MachineOutput, ModelApplyContext, StateMachineModel};
 use crate::check::search::FxHasher;
 use crate::env::Instant;
-use crate::log::Cursor;
+use crate::log::{Cursor, Index};
 use crate::machine::StateMachine;
 
 /// A map of deterministic hashes (FxHash): a hash map that is only looked up,
@@ -164,6 +164,80 @@ impl<M: SimMachine> SimHistory<M> {
         history
     }
 
+    /// Whether the strong operations linearize in the order the log gives
+    /// them: each command where the log applied it (`commands` lists, in log
+    /// order, the index and the place in the history of every command applied;
+    /// a later copy of one counts once, at the first), each strong read right
+    /// after the position it reflects, reads of one position in the order they
+    /// were invoked. The machine steps through that order once, in place.
+    ///
+    /// `true` proves the history linearizable: the order is a witness, checked
+    /// against every answer and against real time (no operation placed after
+    /// one that returned before it was invoked). `false` proves nothing, as
+    /// another order may work: the full search decides. Indeterminate commands
+    /// missing from `commands` never took effect.
+    pub fn linearizes_in_log_order(&self, initial: M, commands: &[(Index, usize)]) -> bool {
+        // (log index, command 0 or read 1, invoked, place in the history)
+        let mut order = Vec::with_capacity(self.operations.len());
+        let mut placed = vec![false; self.operations.len()];
+        for &(index, position) in commands {
+            let Some(recorded) = self.operations.get(position) else {
+                return false;
+            };
+            if !matches!(recorded.operation, Operation::Command(_)) {
+                return false;
+            }
+            if !core::mem::replace(&mut placed[position], true) {
+                order.push((index.0, 0, 0, position));
+            }
+        }
+        for (position, recorded) in self.operations.iter().enumerate() {
+            match (&recorded.operation, &recorded.outcome) {
+                (Operation::Command(_), OperationOutcome::Ok { .. }) if !placed[position] => {
+                    return false; // done, says the client; not in the log
+                }
+                (
+                    Operation::Query { strong: true, .. },
+                    OperationOutcome::Ok {
+                        answer: Some((_, at)),
+                        ..
+                    },
+                ) => order.push((at.index().0, 1, recorded.invoked.as_nanos(), position)),
+                _ => {}
+            }
+        }
+        order.sort_unstable();
+        let mut machine = initial;
+        let mut invoked_max = 0;
+        for (_, _, _, position) in order {
+            let recorded = &self.operations[position];
+            if let OperationOutcome::Ok { at, .. } = recorded.outcome
+                && at.as_nanos() < invoked_max
+            {
+                return false; // it returned before an operation placed earlier began
+            }
+            invoked_max = invoked_max.max(recorded.invoked.as_nanos());
+            match (&recorded.operation, &recorded.outcome) {
+                (Operation::Command(command), _) => {
+                    machine.apply(command.clone(), &ModelApplyContext);
+                }
+                (
+                    Operation::Query { query, .. },
+                    OperationOutcome::Ok {
+                        answer: Some((result, _)),
+                        ..
+                    },
+                ) => {
+                    if machine.query(query.clone()) != *result {
+                        return false;
+                    }
+                }
+                _ => return false,
+            }
+        }
+        true
+    }
+
     /// Weak reads at the same log position asking the same query must agree, as
     /// must strong reads: each reflects the committed prefix through its position.
     /// Returns the first disagreement found.
@@ -296,7 +370,7 @@ impl<M: SimMachine> Model for KeyedMachineModel<'_, M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::examples::{KvQuery, KvStore};
+    use crate::examples::{KvCmd, KvQuery, KvStore};
     use crate::log::{Index, Term};
 
     fn read(history: &mut SimHistory<KvStore>, key: &str, index: u64, value: &str) {
@@ -334,5 +408,106 @@ mod tests {
             error.contains("operation 0 saw") && error.contains("operation 4 saw"),
             "{error}"
         );
+    }
+
+    /// A put of `key` = `value` invoked at `invoked`, returned at `returned`
+    /// (indeterminate if `None`). Returns its place in the history.
+    fn put(
+        history: &mut SimHistory<KvStore>,
+        key: &str,
+        value: &str,
+        invoked: u64,
+        returned: Option<u64>,
+    ) -> usize {
+        let command = KvCmd::Put {
+            key: key.into(),
+            value: value.into(),
+        };
+        let position = history.invoke(1, Operation::Command(command), Instant::from_nanos(invoked));
+        let outcome = match returned {
+            Some(at) => OperationOutcome::Ok {
+                at: Instant::from_nanos(at),
+                answer: None,
+            },
+            None => OperationOutcome::Info {
+                at: Instant::from_nanos(invoked + 100),
+            },
+        };
+        history.complete(position, outcome);
+        position
+    }
+
+    /// A strong read of `key` over `invoked..returned` that saw `value` at
+    /// log index `index`.
+    fn strong_read(
+        history: &mut SimHistory<KvStore>,
+        key: &str,
+        value: Option<&str>,
+        index: u64,
+        (invoked, returned): (u64, u64),
+    ) {
+        let query = KvQuery::Get { key: key.into() };
+        let operation = Operation::Query {
+            query,
+            strong: true,
+        };
+        let position = history.invoke(2, operation, Instant::from_nanos(invoked));
+        let at = Cursor::new(Term(1), Index(index));
+        let outcome = OperationOutcome::Ok {
+            at: Instant::from_nanos(returned),
+            answer: Some((value.map(str::to_owned), at)),
+        };
+        history.complete(position, outcome);
+    }
+
+    #[test]
+    fn the_log_order_witnesses_a_linearizable_history() {
+        let mut history = SimHistory::default();
+        let x = put(&mut history, "a", "x", 0, Some(10));
+        strong_read(&mut history, "a", None, 0, (1, 2));
+        strong_read(&mut history, "a", Some("x"), 1, (11, 12));
+        let y = put(&mut history, "a", "y", 20, Some(30));
+        // Concurrent with the put of y, at the position before it.
+        strong_read(&mut history, "a", Some("x"), 1, (21, 29));
+        strong_read(&mut history, "a", Some("y"), 3, (31, 32));
+        // Gave up on, and never applied: it took no effect.
+        put(&mut history, "a", "z", 40, None);
+        strong_read(&mut history, "a", Some("y"), 3, (50, 51));
+        let order = [(Index(1), x), (Index(3), y)];
+        assert!(history.linearizes_in_log_order(KvStore::default(), &order));
+        // A later copy of a command counts once.
+        let order = [(Index(1), x), (Index(3), y), (Index(4), x)];
+        assert!(history.linearizes_in_log_order(KvStore::default(), &order));
+    }
+
+    #[test]
+    fn the_log_order_refuses_what_it_cannot_explain() {
+        let base = |history: &mut SimHistory<KvStore>| {
+            let x = put(history, "a", "x", 0, Some(10));
+            let y = put(history, "a", "y", 20, Some(30));
+            vec![(Index(1), x), (Index(2), y)]
+        };
+        // A stale read: at position 2 it should see y.
+        let mut history = SimHistory::default();
+        let order = base(&mut history);
+        strong_read(&mut history, "a", Some("x"), 2, (31, 32));
+        assert!(!history.linearizes_in_log_order(KvStore::default(), &order));
+        // Against real time: y's put returned before x's began.
+        let mut history = SimHistory::default();
+        let x = put(&mut history, "a", "x", 20, Some(30));
+        let y = put(&mut history, "a", "y", 0, Some(10));
+        let order = [(Index(1), x), (Index(2), y)];
+        assert!(!history.linearizes_in_log_order(KvStore::default(), &order));
+        // A command its client saw done, missing from the log.
+        let mut history = SimHistory::default();
+        let order = base(&mut history);
+        put(&mut history, "b", "z", 40, Some(50));
+        assert!(!history.linearizes_in_log_order(KvStore::default(), &order));
+        // A read that names a command as applied.
+        let mut history = SimHistory::default();
+        base(&mut history);
+        strong_read(&mut history, "a", Some("x"), 1, (31, 32));
+        let order = [(Index(1), 0), (Index(2), 2)];
+        assert!(!history.linearizes_in_log_order(KvStore::default(), &order));
     }
 }

@@ -3,7 +3,7 @@
 
 use core::hash::Hash;
 use core::time::Duration;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use super::choices::{Choices, Component};
@@ -24,7 +24,7 @@ use crate::env::{
     Entropy, Instant, TimerKind, chance, derive_entropy, uniform_duration, uniform_u64,
 };
 use crate::id::{GroupIdInput, GroupIdInputs, GroupKey, PeerId};
-use crate::log::{CrashOutcome, InMemoryLogStore, Storage};
+use crate::log::{CrashOutcome, InMemoryLogStore, Index, Storage};
 use crate::machine::{StateMachine, StateSync};
 use crate::raft::{
     ClientId, Consistency, Effect, EntryOf, GroupConfig, Node, NodeOptions, Proposal, ProposalId,
@@ -201,6 +201,9 @@ struct Pending<M: StateMachine> {
 struct Client<M: StateMachine> {
     id: ClientId,
     next_sequence: u64,
+    /// Where each of its commands is in the history, by sequence number
+    /// (from 1): how the log's entries are matched to the history.
+    commands: Vec<usize>,
     next_query: u64,
     target: PeerId,
     pending: Option<Pending<M>>,
@@ -381,6 +384,7 @@ impl<M: SimMachine> World<M> {
             .map(|index| Client {
                 id: ClientId(index + 1),
                 next_sequence: 0,
+                commands: Vec::new(),
                 next_query: 0,
                 target: PeerId(index % config.nodes.max(1) + 1),
                 pending: None,
@@ -1052,7 +1056,7 @@ impl<M: SimMachine> World<M> {
     /// never holds (every node of the quorum that acknowledged the entry refuses
     /// such a candidate), so it catches an unsafe commit (Figure 8) the moment
     /// it happens, without waiting for a schedule that realises the loss.
-    fn commit_can_be_lost(&self, leader: usize, commit: crate::log::Index) -> Option<String> {
+    fn commit_can_be_lost(&self, leader: usize, commit: Index) -> Option<String> {
         let term = self.hosts[leader]
             .node
             .as_ref()?
@@ -1480,6 +1484,7 @@ impl<M: SimMachine> World<M> {
             Operation::Command(_) => {
                 let state = &mut self.clients[client];
                 state.next_sequence += 1;
+                state.commands.push(history_index);
                 Some(ProposalId {
                     client: state.id,
                     sequence: state.next_sequence,
@@ -1729,6 +1734,45 @@ impl<M: SimMachine> World<M> {
     /// Liveness after the quiet period: a leader, no pending operation, every
     /// matched replica at the same applied index with equal state. Also checks
     /// that nodes of another GroupId were never influenced.
+    /// Every client command the committed log applied, in log order: its
+    /// index and its place in the history. A copy the engine's sessions skip
+    /// (a retry of one applied, or one its client has since settled past) is
+    /// left out, as the engine leaves it out. `None` where the log cannot tell:
+    /// no node up, a prefix compacted away, an entry no client of this run
+    /// proposed.
+    pub(crate) fn commands_in_log_order(&self) -> Option<Vec<(Index, usize)>> {
+        let node = self
+            .hosts
+            .iter()
+            .filter(|host| host.mismatch.is_none())
+            .filter_map(|host| host.node.as_ref())
+            .max_by_key(|node| node.status().commit_index)?;
+        let storage = node.storage();
+        if !storage.available().start().is_zero() {
+            return None;
+        }
+        let committed = usize::try_from(node.status().commit_index.0).ok()?;
+        // Per client: the sequences applied, and what it has settled below.
+        let mut sessions = vec![(BTreeSet::new(), 0); self.clients.len()];
+        let mut commands = Vec::new();
+        for (position, (_, entry)) in storage.entries_from(Index(1)).take(committed).enumerate() {
+            let Some(entry) = entry.as_command() else {
+                continue;
+            };
+            let id = entry.proposal;
+            let client = usize::try_from(id.client.0).ok()?.checked_sub(1)?;
+            let (applied, settled_below) = sessions.get_mut(client)?;
+            if id.sequence < *settled_below || !applied.insert(id.sequence) {
+                continue;
+            }
+            *settled_below = (*settled_below).max(entry.settled_below);
+            let sequence = usize::try_from(id.sequence).ok()?.checked_sub(1)?;
+            let history = *self.clients[client].commands.get(sequence)?;
+            commands.push((Index(position as u64 + 1), history));
+        }
+        Some(commands)
+    }
+
     pub(crate) fn final_checks(&mut self) -> Vec<(&'static str, String)> {
         let mut failures = Vec::new();
         let matched: Vec<usize> = (0..self.hosts.len())
@@ -1737,9 +1781,7 @@ impl<M: SimMachine> World<M> {
         for host in &self.hosts {
             if let (Some(input), Some(node)) = (host.mismatch, &host.node) {
                 let status = node.status();
-                if status.applied.index() > crate::log::Index::ZERO
-                    || status.commit_index > crate::log::Index::ZERO
-                {
+                if status.applied.index() > Index::ZERO || status.commit_index > Index::ZERO {
                     failures.push((
                         "group isolation",
                         format!("{} (different {input}) applied or committed entries of another group: {status:?}", host.id),
