@@ -282,9 +282,9 @@ pub(crate) struct World<M: SimMachine> {
     crash_next_voter: bool,
     /// Leaders still to crash under [`FaultAction::LeaderChurn`].
     churn_rounds: u32,
-    /// `bonds[a][b]`: whether nodes `a + 1` and `b + 1` bonded; `None` until
-    /// the first message between them (see [`World::bonded`]).
-    bonds: Vec<Vec<Option<bool>>>,
+    /// `bonds[a * nodes + b]`: whether nodes `a + 1` and `b + 1` bonded; `None`
+    /// until the first message between them (see [`World::bonded`]).
+    bonds: Vec<Option<bool>>,
     /// Each node's id, key and GroupId inputs, for its handshakes.
     bond_inputs: Vec<(PeerId, GroupKey, GroupIdInputs)>,
     /// Nonces for the handshakes.
@@ -424,7 +424,7 @@ impl<M: SimMachine> World<M> {
             doomed: None,
             crash_next_voter: false,
             churn_rounds: 0,
-            bonds: vec![vec![None; nodes]; nodes],
+            bonds: vec![None; nodes * nodes],
             bond_inputs: Vec::new(),
             bond_rng: derive_entropy(seed, "bonds"),
             bond_errors: Vec::new(),
@@ -530,7 +530,8 @@ impl<M: SimMachine> World<M> {
     /// but a stable one uses the 100 around its leader.
     fn bonded(&mut self, a: PeerId, b: PeerId) -> bool {
         let (a_position, b_position) = (Self::position(a), Self::position(b));
-        if let Some(bonded) = self.bonds[a_position][b_position] {
+        let nodes = self.config.nodes as usize;
+        if let Some(bonded) = self.bonds[a_position * nodes + b_position] {
             return bonded;
         }
         let mut nonce = || {
@@ -548,8 +549,8 @@ impl<M: SimMachine> World<M> {
         let (result_a, result_b) =
             crate::bond::handshake_in_memory(side(a_position, nonce_a), side(b_position, nonce_b));
         let bonded = result_a.is_ok() && result_b.is_ok();
-        self.bonds[a_position][b_position] = Some(bonded);
-        self.bonds[b_position][a_position] = Some(bonded);
+        self.bonds[a_position * nodes + b_position] = Some(bonded);
+        self.bonds[b_position * nodes + a_position] = Some(bonded);
         if let Err(error) = result_a {
             self.bond_errors.push((a, b, error));
         }
