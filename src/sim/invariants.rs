@@ -317,6 +317,30 @@ mod tests {
     }
 
     #[test]
+    fn two_leaders_of_one_term_break_election_safety() {
+        let mut invariants = Invariants::default();
+        let entries = log(&[(2, 10)]);
+        let lead = |invariants: &mut Invariants, node: u64| {
+            let status = Status {
+                role: Role::Leader,
+                leader: Some(PeerId(node)),
+                ..status(node, &entries, 0)
+            };
+            invariants.observe(PeerId(node), &status, false, &entries)
+        };
+        // The same leader stepping again, and again after another node.
+        assert!(lead(&mut invariants, 1).is_empty());
+        assert!(lead(&mut invariants, 1).is_empty());
+        assert!(observe(&mut invariants, 3, &entries, 0).is_empty());
+        assert!(lead(&mut invariants, 1).is_empty());
+        assert_one_violation(
+            &lead(&mut invariants, 2),
+            "election safety: n1 and n2 both lead term 2",
+        );
+        assert_eq!(invariants.leaders(), [(Term(2), PeerId(1))]);
+    }
+
+    #[test]
     fn same_index_and_term_with_another_command_breaks_log_matching() {
         let mut invariants = Invariants::default();
         assert!(observe(&mut invariants, 1, &log(&[(1, 10), (1, 11)]), 0).is_empty());
