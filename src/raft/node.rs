@@ -109,17 +109,6 @@ pub(super) struct Progress {
     pub probe_prev: Option<Index>,
 }
 
-/// A message waiting in the outbox for the next flush.
-pub(super) enum Outgoing<C> {
-    /// A whole message.
-    Message(Message<C>),
-    /// An AppendEntries whose entries stay in the log (see [`super::lent`]).
-    Lent {
-        header: AppendHeader,
-        entries: RangeInclusive<Index>,
-    },
-}
-
 /// Every follower's [`Progress`], in the order of their ids: a leader's
 /// lookups by id are a binary search over a few cache lines, and walks go in
 /// id order, as they would over a `BTreeMap`.
@@ -352,8 +341,10 @@ where
     pub(super) apply_buffers: super::apply::ApplyBuffers<M::Command>,
     pub(super) catch_up: Option<CatchUpState>,
 
-    /// Messages held until the next sync.
-    pub(super) outbox: Vec<(PeerId, Outgoing<M::Command>)>,
+    /// Messages held until the next sync: [`Effect::Send`] and
+    /// [`Effect::SendLent`] only, kept as effects so that a flush hands them
+    /// over in one move.
+    pub(super) outbox: Vec<Effect<M>>,
     /// The time of the latest event.
     pub(super) now: Instant,
     /// When each peer was last heard from (for the planted flaw that counts
@@ -627,14 +618,7 @@ where
         self.apply_committed();
         self.answer_ready_queries();
         effects.append(&mut self.held);
-        effects.extend(self.outbox.drain(..).map(|(to, outgoing)| match outgoing {
-            Outgoing::Message(message) => Effect::Send { to, message },
-            Outgoing::Lent { header, entries } => Effect::SendLent {
-                to,
-                header,
-                entries,
-            },
-        }));
+        effects.append(&mut self.outbox);
         self.arm_timers(effects);
         #[cfg(debug_assertions)]
         if let Err(violation) = self.check_invariants() {
@@ -718,7 +702,7 @@ where
     /// Queues a message, released after the next sync.
     pub(super) fn send(&mut self, to: PeerId, message: Message<M::Command>) {
         debug_assert_ne!(to, self.id, "a node never sends to itself");
-        self.outbox.push((to, Outgoing::Message(message)));
+        self.outbox.push(Effect::Send { to, message });
     }
 
     /// The AppendEntries of an [`Effect::SendLent`], with its entries cloned

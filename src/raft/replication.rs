@@ -5,7 +5,7 @@
 use super::entry::{CommandEntry, LogEntry};
 use super::lent::AppendHeader;
 use super::message::{ConflictHint, Message};
-use super::node::{EntryOf, Flaw, Node, Outgoing, Role};
+use super::node::{EntryOf, Flaw, Node, Role};
 use super::outcome::Effect;
 use crate::env::Instant;
 use crate::id::PeerId;
@@ -116,14 +116,14 @@ where
                     self.storage.term_at(log_start).unwrap_or(Term::ZERO),
                     log_start,
                 );
-                self.outbox.push((
-                    peer,
-                    Outgoing::Message(Message::CatchUp {
+                self.outbox.push(Effect::Send {
+                    to: peer,
+                    message: Message::CatchUp {
                         term,
                         leader_log_start,
                         leader_commit: commit,
-                    }),
-                ));
+                    },
+                });
             }
             return;
         }
@@ -180,7 +180,8 @@ where
                 read_round,
             };
             let outgoing = if through > prev_index && self.options.lend_entries {
-                Outgoing::Lent {
+                Effect::SendLent {
+                    to: peer,
                     header,
                     entries: prev_index.next()..=through,
                 }
@@ -190,9 +191,12 @@ where
                     self.storage
                         .extend_with_range(&(prev_index.next()..=through), &mut entries);
                 }
-                Outgoing::Message(header.with_entries(entries))
+                Effect::Send {
+                    to: peer,
+                    message: header.with_entries(entries),
+                }
             };
-            self.outbox.push((peer, outgoing));
+            self.outbox.push(outgoing);
             sent = true;
         }
     }
