@@ -3,7 +3,7 @@
 
 use core::hash::Hash;
 use core::time::Duration;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use super::choices::{Choices, Component};
@@ -1753,8 +1753,13 @@ impl<M: SimMachine> World<M> {
             return None;
         }
         let committed = usize::try_from(node.status().commit_index.0).ok()?;
-        // Per client: the sequences applied, and what it has settled below.
-        let mut sessions = vec![(BTreeSet::new(), 0); self.clients.len()];
+        // Per client: which of its sequences (from 1) were applied, and what
+        // it has settled below.
+        let mut sessions: Vec<(Vec<bool>, u64)> = self
+            .clients
+            .iter()
+            .map(|client| (vec![false; client.commands.len() + 1], 0))
+            .collect();
         let mut commands = Vec::new();
         for (position, (_, entry)) in storage.entries_from(Index(1)).take(committed).enumerate() {
             let Some(entry) = entry.as_command() else {
@@ -1763,12 +1768,15 @@ impl<M: SimMachine> World<M> {
             let id = entry.proposal;
             let client = usize::try_from(id.client.0).ok()?.checked_sub(1)?;
             let (applied, settled_below) = sessions.get_mut(client)?;
-            if id.sequence < *settled_below || !applied.insert(id.sequence) {
+            let sequence = usize::try_from(id.sequence).ok()?;
+            if id.sequence < *settled_below || core::mem::replace(applied.get_mut(sequence)?, true)
+            {
                 continue;
             }
             *settled_below = (*settled_below).max(entry.settled_below);
-            let sequence = usize::try_from(id.sequence).ok()?.checked_sub(1)?;
-            let history = *self.clients[client].commands.get(sequence)?;
+            let history = *self.clients[client]
+                .commands
+                .get(sequence.checked_sub(1)?)?;
             commands.push((Index(position as u64 + 1), history));
         }
         Some(commands)
