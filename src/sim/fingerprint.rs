@@ -20,13 +20,15 @@ const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// Keys that set the words of a pair apart (more digits of pi), so that
 /// swapping two words changes the product.
-const LANES: [u64; 6] = [
+const LANES: [u64; 8] = [
     0xa409_3822_299f_31d0,
     0x082e_fa98_ec4e_6c89,
     0x4528_21e6_38d0_1377,
     0xbe54_66cf_34e9_0c6c,
     0xc0ac_29b7_c97c_50dd,
     0x3f84_d5b5_b547_0917,
+    0x9216_d5d9_8979_fb1b,
+    0xd131_0ba6_98df_b5ac,
 ];
 
 /// Up to 8 bytes as a little-endian word.
@@ -60,14 +62,35 @@ impl Fingerprint {
         self.0 = fold(self.0 ^ word, MULTIPLIER);
     }
 
-    /// Folds six words in, in one step of the chain: their three pairs are
+    /// Folds eight words in, in one step of the chain: their four pairs are
     /// multiplied apart from it. Word order matters.
     #[inline]
-    pub fn six(&mut self, words: [u64; 6]) {
+    pub fn eight(&mut self, words: [u64; 8]) {
         let pairs = fold(words[0] ^ LANES[0], words[1] ^ LANES[1])
             ^ fold(words[2] ^ LANES[2], words[3] ^ LANES[3])
-            ^ fold(words[4] ^ LANES[4], words[5] ^ LANES[5]);
+            ^ fold(words[4] ^ LANES[4], words[5] ^ LANES[5])
+            ^ fold(words[6] ^ LANES[6], words[7] ^ LANES[7]);
         self.word(pairs);
+    }
+
+    /// Up to 24 bytes as three words that, with the length, tell every byte
+    /// (read as overlapping words, as [`bytes`](Self::bytes) reads its tail):
+    /// a short text folded in with no step of its own. `None` if longer.
+    #[inline]
+    pub fn short_text(bytes: &[u8]) -> Option<[u64; 3]> {
+        let length = bytes.len();
+        Some(match length {
+            0 => [0; 3],
+            1..4 => [
+                u64::from(bytes[0]) | u64::from(bytes[length / 2]) << 8,
+                u64::from(bytes[length - 1]),
+                0,
+            ],
+            4..8 => [le(&bytes[..4]), le(&bytes[length - 4..]), 0],
+            8..=16 => [le(&bytes[..8]), le(&bytes[length - 8..]), 0],
+            17..=24 => [le(&bytes[..8]), le(&bytes[8..16]), le(&bytes[length - 8..])],
+            _ => return None,
+        })
     }
 
     /// Folds bytes in, with their length (so "ab" + "" differs from "a" + "b"),
@@ -181,20 +204,42 @@ mod tests {
                 );
             }
         }
-        // Every word of six, each word's place, and the order of events.
-        let six = [1, 2, 3, 4, 5, 6];
-        for at in 0..6 {
-            let mut changed = six;
+        // Every word of eight, each word's place, and the order of events.
+        let eight = [1, 2, 3, 4, 5, 6, 7, 8];
+        for at in 0..8 {
+            let mut changed = eight;
             changed[at] ^= 1 << (at * 7);
-            assert_ne!(of(|f| f.six(six)), of(|f| f.six(changed)), "word {at}");
-            let mut swapped = six;
-            swapped.swap(at, (at + 1) % 6);
-            assert_ne!(of(|f| f.six(six)), of(|f| f.six(swapped)), "swap {at}");
+            assert_ne!(
+                of(|f| f.eight(eight)),
+                of(|f| f.eight(changed)),
+                "word {at}"
+            );
+            let mut swapped = eight;
+            swapped.swap(at, (at + 1) % 8);
+            assert_ne!(
+                of(|f| f.eight(eight)),
+                of(|f| f.eight(swapped)),
+                "swap {at}"
+            );
         }
         assert_ne!(
-            of(|f| (f.six(six), f.six([0; 6])).1),
-            of(|f| (f.six([0; 6]), f.six(six)).1)
+            of(|f| (f.eight(eight), f.eight([0; 8])).1),
+            of(|f| (f.eight([0; 8]), f.eight(eight)).1)
         );
+        // A short text's words tell every byte, at every length up to 24.
+        for length in 1..=24 {
+            let text = &text[..length];
+            for at in 0..length {
+                let mut changed = text.to_vec();
+                changed[at] ^= 1;
+                assert_ne!(
+                    Fingerprint::short_text(text),
+                    Fingerprint::short_text(&changed),
+                    "byte {at} of {length}"
+                );
+            }
+        }
+        assert_eq!(Fingerprint::short_text(&[b'x'; 25]), None);
         assert_ne!(Fingerprint::new(1).value(), Fingerprint::new(2).value());
     }
 

@@ -78,20 +78,19 @@ pub enum What {
 }
 
 impl What {
-    /// What the trace hash folds in: a tag for the kind, two words, and the
-    /// text of a fault or note. Names are folded in as a word of their own,
-    /// which does not depend on the hash so far.
-    fn words(&self) -> (u64, u64, u64, Option<&str>) {
-        let name = |text: &str| Fingerprint::of_bytes(text.as_bytes());
+    /// What the trace hash folds in: a tag for the kind, two words, a name
+    /// (a message's, or why a frame was refused; empty for other kinds), and
+    /// the text of a fault or note.
+    fn words(&self) -> (u64, u64, u64, &'static str, Option<&str>) {
         match self {
-            Self::Received { from, message, .. } => (1, from.0, name(message), None),
-            Self::Rejected { from, reason } => (2, from.0, name(reason), None),
-            Self::Timer(kind) => (3, kind.slot() as u64, 0, None),
-            Self::Role { leader } => (4, leader.map_or(u64::MAX, |leader| leader.0), 0, None),
-            Self::Commit(index) => (5, index.0, 0, None),
-            Self::Request { client, digest, .. } => (6, *client, *digest, None),
-            Self::Fault(text) => (7, 0, 0, Some(text)),
-            Self::Note(text) => (8, 0, 0, Some(text)),
+            Self::Received { from, message, .. } => (1, from.0, 0, message, None),
+            Self::Rejected { from, reason } => (2, from.0, 0, reason, None),
+            Self::Timer(kind) => (3, kind.slot() as u64, 0, "", None),
+            Self::Role { leader } => (4, leader.map_or(u64::MAX, |leader| leader.0), 0, "", None),
+            Self::Commit(index) => (5, index.0, 0, "", None),
+            Self::Request { client, digest, .. } => (6, *client, *digest, "", None),
+            Self::Fault(text) => (7, 0, 0, "", Some(text)),
+            Self::Note(text) => (8, 0, 0, "", Some(text)),
         }
     }
 }
@@ -165,15 +164,25 @@ impl Trace {
     /// Records an event.
     pub fn record(&mut self, event: TraceEvent) {
         self.events += 1;
-        let (kind, first, second, text) = event.what.words();
+        let (kind, first, second, name, text) = event.what.words();
         let role = event.role.map_or(9, |role| role as u64);
-        self.hasher.six([
+        // A name is folded in as words (every Raft message's is short), or as
+        // a fingerprint of its own if long, marked by a length no short one has.
+        let (name, length) = match Fingerprint::short_text(name.as_bytes()) {
+            Some(words) => (words, name.len() as u64),
+            None => ([Fingerprint::of_bytes(name.as_bytes()), 0, 0], 0xffff),
+        };
+        // `second` is zero for the kinds that have a name, and the name's
+        // third word zero for the kinds that do not: they share a lane.
+        self.hasher.eight([
             event.time.as_nanos(),
             event.node.map_or(u64::MAX, |node| node.0),
             event.term.0,
-            role << 8 | kind,
+            length << 16 | role << 8 | kind,
             first,
-            second,
+            second ^ name[2],
+            name[0],
+            name[1],
         ]);
         if let Some(text) = text {
             self.hasher.bytes(text.as_bytes());
