@@ -103,18 +103,16 @@ impl Fingerprint {
             self.pair(le(&chunk[..8]), le(&chunk[8..]));
         }
         let rest = chunks.remainder();
-        let (low, high) = match rest.len() {
-            0 => return,
-            _ if bytes.len() >= 16 => {
-                let last = &bytes[bytes.len() - 16..];
-                (le(&last[..8]), le(&last[8..]))
-            }
-            8.. => (le(&rest[..8]), le(&rest[rest.len() - 8..])),
-            4.. => (le(&rest[..4]), le(&rest[rest.len() - 4..])),
-            length => (
-                u64::from(rest[0]) | u64::from(rest[length / 2]) << 8,
-                u64::from(rest[length - 1]),
-            ),
+        if rest.is_empty() {
+            return;
+        }
+        let (low, high) = if bytes.len() >= 16 {
+            // The last 16 bytes, overlapping the chunk before.
+            let last = &bytes[bytes.len() - 16..];
+            (le(&last[..8]), le(&last[8..]))
+        } else {
+            let [low, high, _] = Self::short_text(rest).expect("under 16 bytes");
+            (low, high)
         };
         self.pair(low, high);
     }
