@@ -37,7 +37,7 @@ struct Session {
 
 /// Whether a command was applied before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Seen {
+pub(crate) enum Seen {
     /// New: apply it.
     New,
     /// Applied before at this index (or at an index since forgotten).
@@ -53,14 +53,14 @@ pub(crate) struct Sessions {
 }
 
 impl Sessions {
-    pub(super) fn new(clients_max: usize) -> Self {
+    pub(crate) fn new(clients_max: usize) -> Self {
         Self {
             clients_max,
             clients: BTreeMap::new(),
         }
     }
 
-    pub(super) fn seen(&self, id: ProposalId) -> Seen {
+    pub(crate) fn seen(&self, id: ProposalId) -> Seen {
         let Some(session) = self.clients.get(&id.client) else {
             return Seen::New;
         };
@@ -79,7 +79,7 @@ impl Sessions {
     /// Records that `id` was applied at `index`, and forgets what the client has
     /// settled. Evicts the least recently active client when over the bound
     /// (ties by id), deterministically.
-    pub(super) fn record(&mut self, id: ProposalId, settled_below: u64, index: Index) {
+    pub(crate) fn record(&mut self, id: ProposalId, settled_below: u64, index: Index) {
         let session = self.clients.entry(id.client).or_default();
         session.settled_below = session.settled_below.max(settled_below);
         let floor = session.settled_below;

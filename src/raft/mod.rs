@@ -37,6 +37,7 @@
 //! sockets, threads or any randomness but the RNG handed in.
 
 mod apply;
+pub(crate) use apply::{Seen, Sessions};
 mod catch_up;
 mod client;
 mod config;

@@ -28,7 +28,7 @@ use crate::log::{CrashOutcome, InMemoryLogStore, Index, Storage};
 use crate::machine::{StateMachine, StateSync};
 use crate::raft::{
     ClientId, Consistency, Effect, EntryOf, GroupConfig, Node, NodeOptions, Proposal, ProposalId,
-    ProposalOutcome, QueryAnswer, QueryError, QueryId, Role, Status,
+    ProposalOutcome, QueryAnswer, QueryError, QueryId, Role, Seen, Sessions, Status,
 };
 
 type Store<M> = InMemoryLogStore<EntryOf<M>>;
@@ -1738,7 +1738,7 @@ impl<M: SimMachine> World<M> {
     /// Every client command the committed log applied, in log order: its
     /// index and its place in the history. A copy the engine's sessions skip
     /// (a retry of one applied, or one its client has since settled past) is
-    /// left out, as the engine leaves it out. `None` where the log cannot tell:
+    /// left out, by the same sessions. `None` where the log cannot tell:
     /// no node up, a prefix compacted away, an entry no client of this run
     /// proposed.
     pub(crate) fn commands_in_log_order(&self) -> Option<Vec<(Index, usize)>> {
@@ -1753,31 +1753,24 @@ impl<M: SimMachine> World<M> {
             return None;
         }
         let committed = usize::try_from(node.status().commit_index.0).ok()?;
-        // Per client: which of its sequences (from 1) were applied, and what
-        // it has settled below.
-        let mut sessions: Vec<(Vec<bool>, u64)> = self
-            .clients
-            .iter()
-            .map(|client| (vec![false; client.commands.len() + 1], 0))
-            .collect();
+        // The engine's own sessions, fed the log as the engine feeds them,
+        // skip what the engine skipped.
+        let mut sessions = Sessions::new(self.options.sessions_max);
         let mut commands = Vec::new();
         for (position, (_, entry)) in storage.entries_from(Index(1)).take(committed).enumerate() {
             let Some(entry) = entry.as_command() else {
                 continue;
             };
-            let id = entry.proposal;
-            let client = usize::try_from(id.client.0).ok()?.checked_sub(1)?;
-            let (applied, settled_below) = sessions.get_mut(client)?;
-            let sequence = usize::try_from(id.sequence).ok()?;
-            if id.sequence < *settled_below || core::mem::replace(applied.get_mut(sequence)?, true)
-            {
+            let (id, index) = (entry.proposal, Index(position as u64 + 1));
+            if sessions.seen(id) != Seen::New {
                 continue;
             }
-            *settled_below = (*settled_below).max(entry.settled_below);
-            let history = *self.clients[client]
-                .commands
-                .get(sequence.checked_sub(1)?)?;
-            commands.push((Index(position as u64 + 1), history));
+            sessions.record(id, entry.settled_below, index);
+            let client = self
+                .clients
+                .get(usize::try_from(id.client.0).ok()?.checked_sub(1)?)?;
+            let sequence = usize::try_from(id.sequence).ok()?.checked_sub(1)?;
+            commands.push((index, *client.commands.get(sequence)?));
         }
         Some(commands)
     }
