@@ -239,3 +239,58 @@ impl Trace {
         self.checkpoints.as_deref()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `number`th event of a run mixing every kind, with and without text.
+    fn event(number: u64) -> TraceEvent {
+        let what = match number % 7 {
+            0 => What::Fault(format!("fault {number}")),
+            1 => What::Received {
+                from: PeerId(number % 3 + 1),
+                message: "AppendEntries",
+                sent: Instant::from_nanos(number),
+            },
+            2 => What::Request {
+                client: number,
+                operation: if number % 2 == 0 {
+                    format!("request {number}")
+                } else {
+                    String::new()
+                },
+                digest: number * 31,
+            },
+            3 => What::Note(format!("note {number}")),
+            4 => What::Commit(Index(number)),
+            5 => What::Role {
+                leader: Some(PeerId(2)),
+            },
+            _ => What::Rejected {
+                from: PeerId(1),
+                reason: "checksum",
+            },
+        };
+        TraceEvent {
+            time: Instant::from_nanos(number * 1_000),
+            node: (number % 5 != 0).then_some(PeerId(number % 5)),
+            term: Term(number / 10),
+            role: (number % 4 != 0).then_some(Role::Follower),
+            what,
+        }
+    }
+
+    #[test]
+    fn the_tail_is_the_last_events_whole_and_in_order() {
+        for count in [0, 1, 7, TRACE_TAIL_EVENTS as u64, 41, 100, 333] {
+            let mut trace = Trace::new(true, false);
+            for number in 1..=count {
+                trace.record(event(number));
+            }
+            let all = trace.events().expect("recorded");
+            let last = &all[all.len().saturating_sub(TRACE_TAIL_EVENTS)..];
+            assert_eq!(trace.tail(), last, "after {count} events");
+        }
+    }
+}
