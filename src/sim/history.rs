@@ -167,9 +167,10 @@ impl<M: SimMachine> SimHistory<M> {
     /// Whether the strong operations linearize in the order the log gives
     /// them: each command where the log applied it (`commands` lists, in log
     /// order, the index and the place in the history of every command applied;
-    /// a later copy of one counts once, at the first), each strong read right
-    /// after the position it reflects, reads of one position in the order they
-    /// were invoked. The machine steps through that order once, in place.
+    /// a later copy of one counts once, at the first; a list out of log order
+    /// is refused), each strong read right after the position it reflects,
+    /// reads of one position in the order they were invoked. The machine steps
+    /// through that order once, in place.
     ///
     /// `true` proves the history linearizable: the order is a witness, checked
     /// against every answer and against real time (no operation placed after
@@ -177,8 +178,11 @@ impl<M: SimMachine> SimHistory<M> {
     /// another order may work: the full search decides. Indeterminate commands
     /// missing from `commands` never took effect.
     pub fn linearizes_in_log_order(&self, initial: M, commands: &[(Index, usize)]) -> bool {
-        // (log index, command 0 or read 1, invoked, place in the history)
-        let mut order = Vec::with_capacity(self.operations.len());
+        if !commands.is_sorted_by_key(|(index, _)| *index) {
+            return false; // not in log order: nothing to witness
+        }
+        // (log index, place in the history) of each command, in log order.
+        let mut applied = Vec::with_capacity(commands.len());
         let mut placed = vec![false; self.operations.len()];
         for &(index, position) in commands {
             let Some(recorded) = self.operations.get(position) else {
@@ -188,9 +192,11 @@ impl<M: SimMachine> SimHistory<M> {
                 return false;
             }
             if !core::mem::replace(&mut placed[position], true) {
-                order.push((index.0, 0, 0, position));
+                applied.push((index, position));
             }
         }
+        // (log index, invoked, place in the history) of each strong read.
+        let mut reads = Vec::new();
         for (position, recorded) in self.operations.iter().enumerate() {
             match (&recorded.operation, &recorded.outcome) {
                 (Operation::Command(_), OperationOutcome::Ok { .. }) if !placed[position] => {
@@ -202,14 +208,25 @@ impl<M: SimMachine> SimHistory<M> {
                         answer: Some((_, at)),
                         ..
                     },
-                ) => order.push((at.index().0, 1, recorded.invoked.as_nanos(), position)),
+                ) => reads.push((at.index(), recorded.invoked.as_nanos(), position)),
                 _ => {}
             }
         }
-        order.sort_unstable();
+        reads.sort_unstable();
+        // The commands in log order, each read merged in right after the
+        // command at the position it reflects.
+        let mut order = Vec::with_capacity(applied.len() + reads.len());
+        let mut reads = reads.into_iter().peekable();
+        for (index, position) in applied {
+            while let Some((_, _, read)) = reads.next_if(|(at, _, _)| *at < index) {
+                order.push(read);
+            }
+            order.push(position);
+        }
+        order.extend(reads.map(|(_, _, read)| read));
         let mut machine = initial;
         let mut invoked_max = 0;
-        for (_, _, _, position) in order {
+        for position in order {
             let recorded = &self.operations[position];
             if let OperationOutcome::Ok { at, .. } = recorded.outcome
                 && at.as_nanos() < invoked_max
@@ -508,6 +525,12 @@ mod tests {
         base(&mut history);
         strong_read(&mut history, "a", Some("x"), 1, (31, 32));
         let order = [(Index(1), 0), (Index(2), 2)];
+        assert!(!history.linearizes_in_log_order(KvStore::default(), &order));
+        // Commands listed out of log order.
+        let mut history = SimHistory::default();
+        let mut order = base(&mut history);
+        assert!(history.linearizes_in_log_order(KvStore::default(), &order));
+        order.swap(0, 1);
         assert!(!history.linearizes_in_log_order(KvStore::default(), &order));
     }
 }

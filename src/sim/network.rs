@@ -171,21 +171,29 @@ impl Network {
     /// The link `from -> to`.
     fn link(&mut self, from: PeerId, to: PeerId) -> &mut Link {
         let slot = (from.0 as usize) * (self.nodes + 1) + to.0 as usize;
+        match self.links.get(slot) {
+            Some(&stream) if stream != 0 => &mut self.streams[stream as usize - 1],
+            _ => self.open_link(from, to, slot),
+        }
+    }
+
+    /// Creates the link `from -> to` (at `slot` of `links`), with its stream.
+    #[cold]
+    #[inline(never)]
+    fn open_link(&mut self, from: PeerId, to: PeerId, slot: usize) -> &mut Link {
         if self.links.len() <= slot {
             self.links.resize((self.nodes + 1) * (self.nodes + 1), 0);
         }
-        if self.links[slot] == 0 {
-            self.streams.push(Link {
-                rng: Choices::with_tape(
-                    derive_entropy(self.seed, &format!("link-{}-{}", from.0, to.0)),
-                    self.tape.clone(),
-                    Component::Network,
-                ),
-                last_arrival: Instant::ZERO,
-            });
-            self.links[slot] = u32::try_from(self.streams.len()).expect("fewer than 2^32 links");
-        }
-        &mut self.streams[self.links[slot] as usize - 1]
+        self.streams.push(Link {
+            rng: Choices::with_tape(
+                derive_entropy(self.seed, &format!("link-{}-{}", from.0, to.0)),
+                self.tape.clone(),
+                Component::Network,
+            ),
+            last_arrival: Instant::ZERO,
+        });
+        self.links[slot] = u32::try_from(self.streams.len()).expect("fewer than 2^32 links");
+        self.streams.last_mut().expect("just pushed")
     }
 
     /// A latency for client traffic (never lost: clients retry on their own).

@@ -43,6 +43,9 @@ const EVENTS_PER_INSTANT_MAX: u64 = 1_000_000;
 
 /// Spare frame buffers kept for reuse.
 const FRAME_POOL_MAX: usize = 4096;
+/// A new frame buffer's capacity: most Raft messages fit, so few frames grow
+/// while encoding.
+const FRAME_CAPACITY: usize = 256;
 
 /// Events waiting beyond which the run is stopped as a message storm (a group
 /// of 5 under load keeps a few thousand in flight).
@@ -529,11 +532,19 @@ impl<M: SimMachine> World<M> {
     /// pairs that talk pay for a handshake: a group of 101 has 5,050 pairs,
     /// but a stable one uses the 100 around its leader.
     fn bonded(&mut self, a: PeerId, b: PeerId) -> bool {
+        let nodes = self.config.nodes as usize;
+        match self.bonds[Self::position(a) * nodes + Self::position(b)] {
+            Some(bonded) => bonded,
+            None => self.bond(a, b),
+        }
+    }
+
+    /// The handshake of [`World::bonded`], once per pair.
+    #[cold]
+    #[inline(never)]
+    fn bond(&mut self, a: PeerId, b: PeerId) -> bool {
         let (a_position, b_position) = (Self::position(a), Self::position(b));
         let nodes = self.config.nodes as usize;
-        if let Some(bonded) = self.bonds[a_position * nodes + b_position] {
-            return bonded;
-        }
         let mut nonce = || {
             let mut bytes = [0u8; 32];
             for chunk in bytes.chunks_mut(8) {
@@ -1009,7 +1020,10 @@ impl<M: SimMachine> World<M> {
         let mut deliveries = core::mem::take(&mut self.deliveries);
         self.network.route(from, to, self.now, &mut deliveries);
         if !deliveries.is_empty() {
-            let mut frame = self.frames.pop().unwrap_or_default();
+            let mut frame = self
+                .frames
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(FRAME_CAPACITY));
             frame.clear();
             match encode(self, &mut frame) {
                 Ok(()) => {
