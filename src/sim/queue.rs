@@ -15,6 +15,11 @@
 //! threaded through it: the events in flight stay in a few hot cache lines,
 //! where a `Vec` per bucket spread them over thousands of allocations, each
 //! cold again by the time the wheel came round to it.
+//!
+//! A pop scans its bucket's list, so a bucket holds at most
+//! [`BUCKET_EVENTS_MAX`] events and the rest go to the heap: a message storm
+//! (an engine bug that answers each message with more than one) then costs
+//! O(log n) an event, where unbounded lists cost O(n) and stalled the run.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -26,6 +31,9 @@ const BUCKET_SHIFT: u32 = 15;
 
 /// Buckets in the ring: together they reach 67 ms ahead of the last pop.
 const BUCKETS: usize = 2048;
+
+/// The most events a bucket lists; more in its time go to the heap.
+const BUCKET_EVENTS_MAX: u32 = 64;
 
 /// Each bucket's bit in `occupied`.
 const WORDS: usize = BUCKETS / 64;
@@ -82,6 +90,8 @@ pub(crate) struct EventQueue<E> {
     /// divided by the bucket width), for `b` from `base` to `base + BUCKETS`:
     /// the first slot of each list, or [`NONE`].
     heads: Vec<u32>,
+    /// How many events each bucket lists.
+    lengths: Vec<u32>,
     /// Bit `i % 64` of word `i / 64`: bucket `i` holds events.
     occupied: [u64; WORDS],
     /// The bucket number of the last event popped.
@@ -99,6 +109,7 @@ impl<E> EventQueue<E> {
             slots: Vec::new(),
             free: Vec::new(),
             heads: vec![NONE; BUCKETS],
+            lengths: vec![0; BUCKETS],
             occupied: [0; WORDS],
             base: 0,
             last: Instant::ZERO,
@@ -132,10 +143,11 @@ impl<E> EventQueue<E> {
             }
         };
         let bucket = time.as_nanos() >> BUCKET_SHIFT;
-        if bucket - self.base < BUCKETS as u64 {
-            let ring = (bucket % BUCKETS as u64) as usize;
+        let ring = (bucket % BUCKETS as u64) as usize;
+        if bucket - self.base < BUCKETS as u64 && self.lengths[ring] < BUCKET_EVENTS_MAX {
             self.slots[index as usize].next = self.heads[ring];
             self.heads[ring] = index;
+            self.lengths[ring] += 1;
             self.occupied[ring / 64] |= 1 << (ring % 64);
             self.near += 1;
         } else {
@@ -170,6 +182,7 @@ impl<E> EventQueue<E> {
             } else {
                 self.slots[previous as usize].next = next;
             }
+            self.lengths[ring] -= 1;
             if self.heads[ring] == NONE {
                 self.occupied[ring / 64] &= !(1 << (ring % 64));
             }
@@ -236,6 +249,26 @@ mod tests {
         let order: Vec<&str> = std::iter::from_fn(|| queue.pop().map(|(_, event)| event)).collect();
         assert_eq!(order, ["first", "second", "late", "far"]);
         assert_eq!(queue.len(), 0);
+    }
+
+    #[test]
+    fn a_crowded_bucket_overflows_to_the_heap_in_order() {
+        let mut queue = EventQueue::new();
+        // Many events in one bucket's time, pushed out of time order.
+        let count = 10 * BUCKET_EVENTS_MAX as u64;
+        for number in 0..count {
+            queue.push(Instant::from_nanos(1_000 + (number * 7) % 13), number);
+        }
+        assert!(queue.far.len() >= (count - u64::from(BUCKET_EVENTS_MAX)) as usize);
+        let mut popped = Vec::new();
+        while let Some((time, number)) = queue.pop() {
+            popped.push((time, number));
+        }
+        let mut expected = popped.clone();
+        expected.sort_by_key(|&(time, number)| (time, number));
+        assert_eq!(popped.len() as u64, count);
+        assert_eq!(popped, expected, "by time, then by push order");
+        assert!(queue.lengths.iter().all(|&length| length == 0));
     }
 
     #[test]

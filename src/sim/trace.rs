@@ -255,7 +255,7 @@ mod tests {
             },
             2 => What::Request {
                 client: number,
-                operation: if number % 2 == 0 {
+                operation: if number.is_multiple_of(2) {
                     format!("request {number}")
                 } else {
                     String::new()
@@ -274,9 +274,9 @@ mod tests {
         };
         TraceEvent {
             time: Instant::from_nanos(number * 1_000),
-            node: (number % 5 != 0).then_some(PeerId(number % 5)),
+            node: (!number.is_multiple_of(5)).then_some(PeerId(number % 5)),
             term: Term(number / 10),
-            role: (number % 4 != 0).then_some(Role::Follower),
+            role: (!number.is_multiple_of(4)).then_some(Role::Follower),
             what,
         }
     }
