@@ -258,6 +258,7 @@ where
                 commit_sent: Index::ZERO,
                 match_at_tick: Index::ZERO,
                 probing: true,
+                silent_ticks: 0,
                 probe_prev: None,
             },
         );
@@ -372,7 +373,9 @@ where
         for progress in state.progress.values_mut() {
             progress.contact_due = true;
             let in_flight = progress.next_index > progress.match_index.next();
-            if in_flight && progress.match_index == progress.match_at_tick {
+            let stalled = in_flight && progress.match_index == progress.match_at_tick;
+            if stalled || progress.silent_ticks > 0 {
+                progress.silent_ticks = progress.silent_ticks.saturating_add(1);
                 progress.next_index = progress.match_index.next();
                 progress.probing = true;
                 progress.probe_prev = None;

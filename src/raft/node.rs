@@ -97,16 +97,33 @@ pub(super) struct Progress {
     /// The highest commit index sent to this follower.
     pub commit_sent: Index,
     /// `match_index` at the previous heartbeat tick: no progress over a whole tick
-    /// with entries in flight means they were lost, so they are sent again.
+    /// with entries in flight means they or their answers were lost, so the
+    /// leader goes back to the match (see `silent_ticks`).
     pub match_at_tick: Index,
     /// Whether where the follower's log matches is unknown (a new term, a
     /// refusal, or a tick without progress): the leader then keeps at most one
-    /// batch in flight to it, so an unreachable follower costs one batch per
-    /// tick, not a whole window.
+    /// batch in flight to it, not a whole window.
     pub probing: bool,
+    /// Heartbeat ticks since the follower last answered while entries to it
+    /// were stalled (0: it answers). Each such tick rewinds to the match, but
+    /// entries ride along only on ticks 1, 2, 4 and then every 8th (see
+    /// [`Progress::entries_due`]): a follower that is down, paused or cut off
+    /// costs a batch every 8 ticks instead of every tick, and one whose answers
+    /// alone are lost still receives what it lacks.
+    pub silent_ticks: u32,
     /// While probing, the `prev` index of the latest probe sent (`None` until
     /// one is): only a refusal of that one moves `next_index` back.
     pub probe_prev: Option<Index>,
+}
+
+impl Progress {
+    /// Whether entries may be sent now (see `silent_ticks`).
+    pub fn entries_due(&self) -> bool {
+        match self.silent_ticks {
+            0 | 1 | 2 | 4 => true,
+            ticks => ticks.is_multiple_of(8),
+        }
+    }
 }
 
 /// Every follower's [`Progress`], in the order of their ids: a leader's

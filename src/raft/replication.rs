@@ -142,7 +142,7 @@ where
             } else {
                 inflight_max
             };
-            let can_send_entries = next <= last && inflight < window;
+            let can_send_entries = next <= last && inflight < window && progress.entries_due();
             let wants_contact = progress.contact_due || progress.commit_sent < commit;
             let (prev_index, through) = if can_send_entries {
                 let room = append_max.min(window - inflight);
@@ -377,6 +377,7 @@ where
         state.due_peers.push(position);
         let progress = state.progress.at_mut(position);
         progress.last_heard = Some(now);
+        progress.silent_ticks = 0;
         let acked_round = progress.acked_round.max(read_round.min(state.read_round));
         if progress.acked_round < state.read_acks_round && acked_round >= state.read_acks_round {
             state.read_acks += 1;

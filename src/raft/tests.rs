@@ -1012,6 +1012,68 @@ fn an_unreachable_follower_is_probed_with_one_batch_per_tick() {
     assert_eq!(cluster.log_terms(3), cluster.log_terms(1));
 }
 
+/// Runs `ticks` heartbeat ticks on leader 1, delivering only what `keep`
+/// selects, and returns the ticks (from 1) on which entries went to `to`.
+fn ticks_sending_entries(
+    cluster: &mut Cluster<Recorder>,
+    to: u64,
+    ticks: u32,
+    keep: impl Fn(PeerId, PeerId, &Message<u64>) -> bool + Copy,
+) -> Vec<u32> {
+    let mut sending = Vec::new();
+    for tick in 1..=ticks {
+        cluster.advance(cluster.config.heartbeat_interval);
+        let leader = cluster.nodes.get_mut(&PeerId(1)).expect("a leader runs");
+        leader.on_timer(cluster.now, TimerKind::Heartbeat);
+        cluster.flush(PeerId(1));
+        if entries_in_flight_to(cluster, to) > 0 {
+            sending.push(tick);
+        }
+        cluster.deliver_only(keep);
+    }
+    sending
+}
+
+#[test]
+fn a_silent_follower_gets_entries_ever_more_rarely_until_it_answers() {
+    let mut cluster = elected(3, 1);
+    cluster.isolate(3);
+    for value in 1..=10 {
+        cluster.propose(1, value);
+        cluster.deliver_all();
+    }
+    // On tick 1 a probe is still in flight to node 3, so nothing more goes.
+    // Tick 2 finds it stalled: from then on it is silent, and entries go on
+    // the 1st, 2nd and 4th tick of its silence and every 8th after. Heartbeats
+    // go every tick, but a node that is down or cut off costs a batch every 8
+    // ticks, not every tick.
+    let sending = ticks_sending_entries(&mut cluster, 3, 26, |_, _, _| true);
+    assert_eq!(sending, vec![2, 3, 5, 9, 17, 25], "ticks sending entries");
+    // Its first answer ends the silence and it catches up.
+    cluster.heal_and_catch_up();
+    assert_eq!(cluster.node(3).machine().sum, (1..=10).sum::<u64>());
+    assert_eq!(cluster.log_terms(3), cluster.log_terms(1));
+    let sending = ticks_sending_entries(&mut cluster, 3, 4, |_, _, _| true);
+    assert!(sending.is_empty(), "nothing left to send: {sending:?}");
+}
+
+#[test]
+fn a_follower_whose_answers_are_lost_still_receives_what_it_lacks() {
+    let mut cluster = elected(3, 1);
+    for value in 1..=10 {
+        cluster.propose(1, value);
+    }
+    // The entries to node 3 are lost, and from then on nothing node 3 says
+    // reaches the leader: only the leader's resends, ever rarer, can bring
+    // it what it lacks, and they must.
+    cluster.deliver_only(|from, to, _| from != PeerId(3) && to != PeerId(3));
+    assert_ne!(cluster.log_terms(3), cluster.log_terms(1));
+    let from_three = |from: PeerId, _: PeerId, _: &Message<u64>| from != PeerId(3);
+    let sending = ticks_sending_entries(&mut cluster, 3, 10, from_three);
+    assert!(!sending.is_empty(), "the leader gave up on node 3");
+    assert_eq!(cluster.log_terms(3), cluster.log_terms(1));
+}
+
 #[test]
 fn a_refusal_of_what_was_sent_before_the_latest_probe_sends_nothing_again() {
     // Three AppendEntries are in flight to node 2 and the first is lost, so
