@@ -205,8 +205,9 @@ fn a_non_linearizable_run_exports_a_history_the_checker_rejects() {
 }
 
 /// A run whose traffic grows without bound is stopped and reported as a
-/// message storm, not left to run for minutes. With the planted flaw
-/// truncate-committed, seed 16's traffic doubles every 134 simulated ms.
+/// message storm, not left to run for minutes. With the planted flaws
+/// truncate-committed and resend-at-match, seed 16's traffic doubles every
+/// 134 simulated ms.
 #[cfg(feature = "flaws")]
 #[test]
 fn a_message_storm_is_stopped_and_named() {
@@ -216,12 +217,14 @@ fn a_message_storm_is_stopped_and_named() {
         "16..17",
         "--flaw",
         "truncate-committed",
+        "--flaw",
+        "resend-at-match",
     ]);
     let report = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{report}");
     assert!(
         report.contains("message storm: over 75776 events in flight"),
         "seed 16 no longer storms; if the engine changed, find another seed \
-         with `quorate explore --flaw truncate-committed`:\n{report}"
+         with `quorate explore --flaw truncate-committed --flaw resend-at-match`:\n{report}"
     );
 }

@@ -13,6 +13,7 @@
 //! | `truncate-committed` | §5.3: on a conflict, truncate back through committed entries |
 //! | `quorum-of-reachable` | count majorities of the peers heard from lately, not of the configured voters (mosaik's rule) |
 //! | `apply-duplicates` | thesis §6.3: apply a retried proposal again |
+//! | `resend-at-match` | answer a refusal at or below a follower's match index with a resend at once, which cannot mend it: with `truncate-committed` and duplicated messages, an endless ping-pong grows into a message storm |
 
 use core::fmt;
 use core::str::FromStr;
@@ -36,11 +37,13 @@ pub enum Flaw {
     QuorumOfReachable,
     /// Apply retried proposals again (no deduplication).
     ApplyDuplicates,
+    /// Answer a refusal at or below the match index with a resend at once.
+    ResendAtMatch,
 }
 
 impl Flaw {
     /// Every flaw with its name.
-    pub const ALL: [(&'static str, Self); 7] = [
+    pub const ALL: [(&'static str, Self); 8] = [
         ("commit-by-counting", Self::CommitByCounting),
         ("vote-without-log-check", Self::VoteWithoutLogCheck),
         ("reply-before-sync", Self::ReplyBeforeSync),
@@ -48,6 +51,7 @@ impl Flaw {
         ("truncate-committed", Self::TruncateCommitted),
         ("quorum-of-reachable", Self::QuorumOfReachable),
         ("apply-duplicates", Self::ApplyDuplicates),
+        ("resend-at-match", Self::ResendAtMatch),
     ];
 
     const fn bit(self) -> u32 {

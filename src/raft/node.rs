@@ -32,6 +32,7 @@ pub(super) enum Flaw {
     TruncateCommitted,
     QuorumOfReachable,
     ApplyDuplicates,
+    ResendAtMatch,
 }
 
 /// The log entry type of machine `M`.

@@ -363,6 +363,7 @@ where
         }
         let last = self.last_log.index();
         let commit_index = self.commit_index;
+        let resend_at_match = self.flaw(Flaw::ResendAtMatch);
         let rewind = match result {
             Ok(_) => None,
             Err(hint) => Some(self.rewind_target(hint)),
@@ -405,13 +406,20 @@ where
                 }
             }
             (Err(hint), Some(target)) => {
-                // A refusal of something sent before the latest probe, or of
-                // a position since matched, tells nothing new: rewinding for
-                // it would resend what is already on its way.
-                let stale = match progress.probe_prev {
-                    Some(probe) if progress.probing => hint.refused_prev != probe,
-                    _ => hint.refused_prev < progress.match_index,
-                };
+                // A refusal of something sent before the latest probe tells
+                // nothing new: rewinding for it would resend what is already
+                // on its way. Nor does one at or below the match: either it
+                // answers an older message (reordered or duplicated), or the
+                // follower lost entries it had acknowledged (storage that lied
+                // about a sync), which no resend can mend, as nothing below
+                // the match is sent again. The heartbeat tick retries; a
+                // resend at once would ping-pong without end, and each
+                // duplicated refusal would start one more such exchange.
+                let at_match = hint.refused_prev <= progress.match_index
+                    && !(resend_at_match && hint.refused_prev == progress.match_index);
+                let stale = at_match
+                    || matches!(progress.probe_prev,
+                        Some(probe) if progress.probing && hint.refused_prev != probe);
                 if !stale {
                     progress.probing = true;
                     progress.probe_prev = None;

@@ -1075,6 +1075,53 @@ fn a_follower_whose_answers_are_lost_still_receives_what_it_lacks() {
 }
 
 #[test]
+fn a_refusal_at_the_match_is_not_answered_at_once_however_often_it_comes() {
+    // Node 2 acknowledged everything, then refuses at its match index: it
+    // lost entries it had acknowledged (storage that lied about a sync), or
+    // the refusal is an old one. Nothing below the match is ever resent, so
+    // an answer could only be the same refused probe again: a ping-pong
+    // without end, and with duplicated refusals, a storm. The heartbeat tick
+    // retries instead.
+    let mut cluster = elected(3, 1);
+    for value in 1..=5 {
+        cluster.propose(1, value);
+        cluster.deliver_all();
+    }
+    let matched = cluster.node(2).storage().last().index();
+    // More entries are on their way to node 2 (and lost), so the leader has
+    // something past the match it could resend.
+    for value in 6..=8 {
+        cluster.propose(1, value);
+        cluster.deliver_only(|_, to, message| {
+            to != PeerId(2) || !matches!(message, Message::AppendEntries { .. })
+        });
+    }
+    assert!(cluster.node(1).storage().last().index() > matched);
+    let term = cluster.node(1).status().term;
+    let refusal = Message::AppendEntriesResponse {
+        term,
+        read_round: 0,
+        result: Err(ConflictHint {
+            next_index: matched,
+            conflict_term: None,
+            refused_prev: matched,
+        }),
+    };
+    for _ in 0..3 {
+        let leader = cluster.nodes.get_mut(&PeerId(1)).expect("a leader runs");
+        leader.on_message(cluster.now, PeerId(2), refusal.clone());
+        cluster.flush(PeerId(1));
+    }
+    // At most the new commit index goes to node 2, with no entries.
+    assert_eq!(
+        entries_in_flight_to(&cluster, 2),
+        0,
+        "answered at once: {:?}",
+        cluster.in_flight
+    );
+}
+
+#[test]
 fn a_refusal_of_what_was_sent_before_the_latest_probe_sends_nothing_again() {
     // Three AppendEntries are in flight to node 2 and the first is lost, so
     // node 2 refuses the other two. The first refusal rewinds the leader,
