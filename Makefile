@@ -62,8 +62,9 @@ bench-engine:
 
 # Simulator: events per second under load and swarm faults, overhead against
 # the engine-only loop, per-event cost from 5 to 101 nodes, seeds per second.
+# FIGURES=2 (or 1,3, ...) prints only those.
 bench-sim:
-	cargo bench --bench sim
+	QUORATE_BENCH_FIGURES=$(FIGURES) cargo bench --bench sim
 
 # Every planted flaw against explore: seeds to the first failure (median of
 # TRIALS disjoint seed ranges), wall time, and the size of the shrunk failure.

@@ -13,6 +13,9 @@
 //!    10-simulated-second runs, start-up and end-of-run checks included);
 //! 4. seeds per second for a 60-simulated-second 5-node run.
 //!
+//! `QUORATE_BENCH_FIGURES=2` (or `1,3`, ...; `make bench-sim FIGURES=2`) prints
+//! only those figures, for a quick A/B of one change.
+//!
 //! The box is noisy (its speed drifts by tens of percent within a minute), so
 //! figures 1, 2 and 3 are each the best of [`REPETITIONS`] runs, and the two
 //! sides of the overhead ratio are run in turn. Wall time is read here, in the
@@ -159,7 +162,33 @@ fn engine_loop_messages_per_second(nodes: u64, commits: u64) -> f64 {
     messages as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Whether `figure` was asked for: all of them unless `QUORATE_BENCH_FIGURES`
+/// lists some.
+fn wanted(figure: u32) -> bool {
+    match std::env::var("QUORATE_BENCH_FIGURES") {
+        Ok(list) if !list.trim().is_empty() => list
+            .split(',')
+            .any(|item| item.trim().parse() == Ok(figure)),
+        _ => true,
+    }
+}
+
 fn main() {
+    if wanted(1) {
+        events_per_second_under_swarm();
+    }
+    if wanted(2) {
+        overhead_against_bare_engines();
+    }
+    if wanted(3) {
+        cost_per_event_by_group_size();
+    }
+    if wanted(4) {
+        seeds_per_second();
+    }
+}
+
+fn events_per_second_under_swarm() {
     // 1. Events per second under load and swarm faults: ten seeds, each run
     // REPETITIONS times in turn with its bare-engine replay, best of each.
     let mut events = 0u64;
@@ -188,7 +217,9 @@ fn main() {
         events as f64 / engine_wall.as_secs_f64(),
         wall.as_secs_f64() / engine_wall.as_secs_f64()
     );
+}
 
+fn overhead_against_bare_engines() {
     // 2. Overhead: five seeds, each side's best of REPETITIONS runs per seed,
     // taken in turn, so a noisy moment hits both alike.
     let mut sim_wall = Duration::ZERO;
@@ -231,7 +262,9 @@ fn main() {
         per_second(sim_messages, replay_wall),
         loop_messages / per_second(sim_messages, sim_wall),
     );
+}
 
+fn cost_per_event_by_group_size() {
     // 3. Per-event cost as the group grows: whole 10-simulated-second runs
     // (start-up, bonding every pair, and the end-of-run checks included), best
     // of REPETITIONS.
@@ -255,7 +288,9 @@ fn main() {
             events[size]
         );
     }
+}
 
+fn seeds_per_second() {
     // 4. Seeds per second for a 60-simulated-second 5-node run.
     let start = WallClock::now();
     let seeds = 10;
