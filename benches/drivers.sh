@@ -19,7 +19,7 @@ awk '
             if (i == 1) { base_speed = speed; base_rate = rate; base_messages = messages[i] / wall[i] }
             if (messages[i] == "-") { mrate = "-"; mratio = "-" }
             else { mrate = sprintf("%.0f", messages[i] / wall[i]); mratio = sprintf("%.3f", (messages[i] / wall[i]) / base_messages) }
-            printf "%-12s %8.1f %8.2f %9.1f %10.3f %12.0f %9.3f %12s %9s %8d\n", driver[i], simulated[i], wall[i], speed, speed / base_speed, rate, rate / base_rate, mrate, mratio, ops[i]
+            printf "%-12s %8.1f %8.3f %9.1f %10.3f %12.0f %9.3f %12s %9s %8d\n", driver[i], simulated[i], wall[i], speed, speed / base_speed, rate, rate / base_rate, mrate, mratio, ops[i]
         }
         print "ops ok: client operations that succeeded (reads and writes). quorate-sim wall time includes its end-of-run checks."
         print "messages: quorate-sim counts Raft messages sent, madsim network packets (TCP segments); turmoil exposes no count."

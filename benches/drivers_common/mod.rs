@@ -91,7 +91,7 @@ pub fn print_result(
 ) {
     let messages = messages.map_or_else(|| "-".to_owned(), |count| count.to_string());
     println!(
-        "DRIVER {driver} {:.3} {:.3} {operations} {messages}",
+        "DRIVER {driver} {:.3} {:.6} {operations} {messages}",
         simulated.as_secs_f64(),
         wall.as_secs_f64()
     );
