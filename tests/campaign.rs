@@ -205,7 +205,7 @@ fn a_non_linearizable_run_exports_a_history_the_checker_rejects() {
 }
 
 /// A run whose traffic grows without bound is stopped and reported as a
-/// message storm, not left to run for minutes. With the planted flaws
+/// message storm, with its busiest link, not left to run for minutes. With the planted flaws
 /// truncate-committed and resend-at-match, seed 16's traffic doubles every
 /// 134 simulated ms.
 #[cfg(feature = "flaws")]
@@ -223,8 +223,10 @@ fn a_message_storm_is_stopped_and_named() {
     let report = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{report}");
     assert!(
-        report.contains("message storm: over 75776 events in flight"),
+        report.contains("message storm: over 75776 events in flight, "),
         "seed 16 no longer storms; if the engine changed, find another seed \
          with `quorate explore --flaw truncate-committed --flaw resend-at-match`:\n{report}"
     );
+    // It names the link that carries most of the storm.
+    assert!(report.contains(" of them on n"), "{report}");
 }

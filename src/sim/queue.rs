@@ -164,6 +164,11 @@ impl<E> EventQueue<E> {
         self.near + self.far.len()
     }
 
+    /// Every event waiting, in no particular order (for reports).
+    pub(crate) fn events(&self) -> impl Iterator<Item = &E> {
+        self.slots.iter().filter_map(|slot| slot.event.as_ref())
+    }
+
     pub(crate) fn pop(&mut self) -> Option<(Instant, E)> {
         let near = self.first_near();
         let take_near = match (near, self.far.peek()) {
@@ -260,6 +265,13 @@ mod tests {
             queue.push(Instant::from_nanos(1_000 + (number * 7) % 13), number);
         }
         assert!(queue.far.len() >= (count - u64::from(BUCKET_EVENTS_MAX)) as usize);
+        let mut waiting: Vec<u64> = queue.events().copied().collect();
+        waiting.sort_unstable();
+        assert_eq!(
+            waiting,
+            (0..count).collect::<Vec<_>>(),
+            "events() lists each once"
+        );
         let mut popped = Vec::new();
         while let Some((time, number)) = queue.pop() {
             popped.push((time, number));

@@ -693,9 +693,13 @@ impl<M: SimMachine> World<M> {
             self.stats.events += 1;
             self.handle(event);
             if self.queue.len() > pending_max {
+                let busiest = self
+                    .busiest_link()
+                    .map(|((from, to), count)| format!(", {count} of them on {from} -> {to}"))
+                    .unwrap_or_default();
                 self.violations.push((
                     time,
-                    format!("message storm: over {pending_max} events in flight"),
+                    format!("message storm: over {pending_max} events in flight{busiest}"),
                 ));
             }
             if !self.violations.is_empty() {
@@ -707,6 +711,20 @@ impl<M: SimMachine> World<M> {
         }
         self.now = end;
         self.stats.simulated = end.saturating_since(Instant::ZERO);
+    }
+
+    /// The link with the most messages in flight, and how many: where a
+    /// message storm report points first. Ties go to the lowest link.
+    fn busiest_link(&self) -> Option<((PeerId, PeerId), usize)> {
+        let mut counts: BTreeMap<(PeerId, PeerId), usize> = BTreeMap::new();
+        for event in self.queue.events() {
+            if let Event::Deliver { from, to, .. } = event {
+                *counts.entry((*from, *to)).or_default() += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .max_by_key(|&(link, count)| (count, core::cmp::Reverse(link)))
     }
 
     fn handle(&mut self, event: Event<M>) {
