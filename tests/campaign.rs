@@ -205,9 +205,9 @@ fn a_non_linearizable_run_exports_a_history_the_checker_rejects() {
 }
 
 /// A run whose traffic grows without bound is stopped and reported as a
-/// message storm, with its busiest link, not left to run for minutes. With the planted flaws
-/// truncate-committed and resend-at-match, seed 16's traffic doubles every
-/// 134 simulated ms.
+/// message storm, with its busiest link, not left to run for minutes. With
+/// the planted flaws truncate-committed and resend-at-match, seed 16's
+/// traffic doubles every 134 simulated ms.
 #[cfg(feature = "flaws")]
 #[test]
 fn a_message_storm_is_stopped_and_named() {
