@@ -217,6 +217,13 @@ pub struct Totals {
     pub simulated_seconds: f64,
     /// Wall seconds (for a merge: the sum over the shards).
     pub wall_seconds: f64,
+    /// Log entries nodes received in AppendEntries (absent from summaries
+    /// written before it was counted).
+    #[serde(default)]
+    pub entries_received: u64,
+    /// Those among them already held: replication traffic resent in vain.
+    #[serde(default)]
+    pub entries_already_held: u64,
 }
 
 /// The JSON summary of a campaign or of one shard (`--summary FILE`).
@@ -271,6 +278,14 @@ impl Summary {
             totals.simulated_seconds / wall,
             totals.wall_seconds
         );
+        if totals.entries_received > 0 {
+            let _ = writeln!(
+                out,
+                "replication: {:.0}% of the {} log entries received were already held (resent in vain)",
+                100.0 * totals.entries_already_held as f64 / totals.entries_received as f64,
+                totals.entries_received
+            );
+        }
     }
 
     /// Combines shard summaries into one, as an unsharded run would have
@@ -320,6 +335,8 @@ impl Summary {
             totals.events += part.totals.events;
             totals.simulated_seconds += part.totals.simulated_seconds;
             totals.wall_seconds += part.totals.wall_seconds;
+            totals.entries_received += part.totals.entries_received;
+            totals.entries_already_held += part.totals.entries_already_held;
         }
         let count = count.unwrap_or(1);
         let missing: Vec<String> = (0..count)

@@ -54,6 +54,15 @@ fn two_jobs_give_the_same_per_seed_results_as_one() {
     assert_eq!(a.runs, b.runs);
     assert_eq!(a.failures, b.failures);
     assert_eq!(a.totals.events, b.totals.events);
+    assert!(
+        a.totals.entries_received > 0,
+        "the followers received entries"
+    );
+    assert_eq!(a.totals.entries_received, b.totals.entries_received);
+    assert_eq!(a.totals.entries_already_held, b.totals.entries_already_held);
+    assert!(
+        String::from_utf8_lossy(&one.stdout).contains("log entries received were already held")
+    );
     assert_eq!(report_without_speed(&one), report_without_speed(&two));
     assert_eq!(one.status.code(), two.status.code());
 }
@@ -92,6 +101,14 @@ fn two_shards_merged_equal_one_unsharded_run() {
     assert_eq!(merged.failures, whole.failures);
     assert_eq!(merged.totals.seeds, 6);
     assert_eq!(merged.totals.events, whole.totals.events);
+    assert_eq!(
+        merged.totals.entries_received,
+        whole.totals.entries_received
+    );
+    assert_eq!(
+        merged.totals.entries_already_held,
+        whole.totals.entries_already_held
+    );
     assert!(String::from_utf8_lossy(&merge.stdout).contains("seeds run: 6, failed: "));
 }
 

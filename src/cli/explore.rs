@@ -426,6 +426,8 @@ pub fn run_explore(
                 };
                 summary.totals.seeds += 1;
                 summary.totals.events += report.stats.events;
+                summary.totals.entries_received += report.stats.entries_received.total;
+                summary.totals.entries_already_held += report.stats.entries_received.already_held;
                 simulated += report.stats.simulated;
                 summary.runs.push(SeedRun {
                     seed,

@@ -58,7 +58,7 @@ pub use config::{ConfigError, GroupConfig, NodeOptions};
 pub use entry::{ClientId, CommandEntry, LogEntry, Proposal, ProposalId};
 pub use lent::{AppendHeader, LentAppendEntries};
 pub use message::{ConflictHint, Message, ReadId};
-pub use node::{EntryOf, Node, Role, Status};
+pub use node::{EntriesReceived, EntryOf, Node, Role, Status};
 pub use outcome::{
     Consistency, Effect, ProposalOutcome, ProposeError, QueryAnswer, QueryError, QueryId,
 };

@@ -81,6 +81,27 @@ pub struct Status {
     pub last_log: Cursor,
 }
 
+/// How many log entries a node received in AppendEntries since it started, and
+/// how many of those it already held: the share of replication traffic that
+/// was resent in vain (lost answers, rewinds, messages held up by a pause or a
+/// partition).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EntriesReceived {
+    /// Entries that arrived after a matching `prev`.
+    pub total: u64,
+    /// Those among them the node already held (same index and term), or knew
+    /// to be committed: skipped, not written.
+    pub already_held: u64,
+}
+
+impl EntriesReceived {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: Self) {
+        self.total += other.total;
+        self.already_held += other.already_held;
+    }
+}
+
 /// A follower's replication state, as its leader tracks it (§5.3).
 #[derive(Debug, Clone)]
 pub(super) struct Progress {
@@ -358,6 +379,8 @@ where
     pub(super) sessions: super::apply::Sessions,
     pub(super) apply_buffers: super::apply::ApplyBuffers<M::Command>,
     pub(super) catch_up: Option<CatchUpState>,
+    /// Entries received since start, and how many were already held.
+    pub(super) entries_received: EntriesReceived,
 
     /// Messages held until the next sync: [`Effect::Send`] and
     /// [`Effect::SendLent`] only, kept as effects so that a flush hands them
@@ -450,6 +473,7 @@ where
             sessions,
             apply_buffers: super::apply::ApplyBuffers::default(),
             catch_up: None,
+            entries_received: EntriesReceived::default(),
             outbox: Vec::new(),
             held: Vec::new(),
             now,
@@ -481,6 +505,12 @@ where
             applied: self.applied,
             last_log: self.last_log,
         }
+    }
+
+    /// Entries received in AppendEntries since this node started, and how many
+    /// of them it already held.
+    pub fn entries_received(&self) -> EntriesReceived {
+        self.entries_received
     }
 
     /// The durable term and vote.

@@ -316,14 +316,17 @@ where
     ) -> Index {
         let mut index = prev.index();
         let mut appending = false;
+        self.entries_received.total += entries.len() as u64;
         for (term, entry) in entries {
             index = index.next();
             if !appending {
                 if index <= self.commit_index {
+                    self.entries_received.already_held += 1;
                     continue;
                 }
                 if index <= self.last_log.index() {
                     if self.term_at(index) == Some(term) {
+                        self.entries_received.already_held += 1;
                         continue;
                     }
                     // A conflicting entry is never committed: commit index < index.

@@ -1242,3 +1242,35 @@ fn heartbeats_restart_the_election_timer_with_the_timeout_drawn_last() {
         .saturating_since(cluster.now);
     assert!(drawn_from.contains(&redrawn), "{redrawn:?}");
 }
+
+#[test]
+fn a_follower_counts_the_entries_it_receives_and_those_it_already_held() {
+    let mut cluster = elected(3, 1);
+    let before = cluster.node(2).entries_received();
+    for value in 1..=5 {
+        cluster.propose(1, value);
+    }
+    cluster.flush(PeerId(1));
+    let to_node_2: Vec<Message<u64>> = cluster
+        .in_flight
+        .iter()
+        .filter(|(_, to, _)| *to == PeerId(2))
+        .map(|(_, _, message)| message.clone())
+        .collect();
+    let sent = entries_in_flight_to(&cluster, 2) as u64;
+    assert!(sent >= 5, "the leader sent node 2 its new entries ({sent})");
+    cluster.deliver_all();
+    let fresh = cluster.node(2).entries_received();
+    assert_eq!(fresh.total - before.total, sent);
+    assert_eq!(fresh.already_held, before.already_held, "all were new");
+
+    // The same messages again (a duplicate or a resend): nothing new in them.
+    for message in to_node_2 {
+        let node = cluster.nodes.get_mut(&PeerId(2)).expect("running");
+        node.on_message(cluster.now, PeerId(1), message);
+        cluster.flush(PeerId(2));
+    }
+    let again = cluster.node(2).entries_received();
+    assert_eq!(again.total - fresh.total, sent);
+    assert_eq!(again.already_held - fresh.already_held, sent);
+}

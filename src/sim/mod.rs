@@ -562,7 +562,7 @@ fn report_of<M: SimMachine>(
         trace_tail: world.trace_tail(),
         trace: world.trace.events().map(<[TraceEvent]>::to_vec),
         checkpoints: world.trace.checkpoints().map(<[u64]>::to_vec),
-        stats: world.stats,
+        stats: world.stats(),
         operations: (world.history.operations.len(), world.history.completed()),
         linearizability_unknown: end.linearizability_unknown,
         leaders: world.leaders(),

@@ -27,8 +27,9 @@ use crate::id::{GroupIdInput, GroupIdInputs, GroupKey, PeerId};
 use crate::log::{CrashOutcome, InMemoryLogStore, Index, Storage};
 use crate::machine::{StateMachine, StateSync};
 use crate::raft::{
-    ClientId, Consistency, Effect, EntryOf, GroupConfig, Node, NodeOptions, Proposal, ProposalId,
-    ProposalOutcome, QueryAnswer, QueryError, QueryId, Role, Seen, Sessions, Status,
+    ClientId, Consistency, Effect, EntriesReceived, EntryOf, GroupConfig, Node, NodeOptions,
+    Proposal, ProposalId, ProposalOutcome, QueryAnswer, QueryError, QueryId, Role, Seen, Sessions,
+    Status,
 };
 
 type Store<M> = InMemoryLogStore<EntryOf<M>>;
@@ -250,6 +251,20 @@ pub struct RunStats {
     pub faults_injected: u64,
     /// Virtual time at the end.
     pub simulated: Duration,
+    /// Log entries nodes received in AppendEntries, and how many of those they
+    /// already held: replication traffic resent in vain.
+    pub entries_received: EntriesReceived,
+}
+
+impl RunStats {
+    /// The share of entries received that were already held, in percent (0
+    /// when none were received).
+    pub fn entries_already_held_percent(&self) -> f64 {
+        if self.entries_received.total == 0 {
+            return 0.0;
+        }
+        100.0 * self.entries_received.already_held as f64 / self.entries_received.total as f64
+    }
 }
 
 /// When a doomed leader crashes.
@@ -596,6 +611,16 @@ impl<M: SimMachine> World<M> {
     /// A machine in its initial state, as every node starts.
     pub(crate) fn fresh_machine(&self) -> M {
         (self.make_machine)(PeerId(1))
+    }
+
+    /// The run's counters, with those of the nodes still up (a crashed node's
+    /// were added as it went down).
+    pub(crate) fn stats(&self) -> RunStats {
+        let mut stats = self.stats;
+        for node in self.hosts.iter().filter_map(|host| host.node.as_ref()) {
+            stats.entries_received.add(node.entries_received());
+        }
+        stats
     }
 
     /// The leader of each term seen.
@@ -1357,6 +1382,7 @@ impl<M: SimMachine> World<M> {
         };
         let host = &mut self.hosts[position];
         let node = host.node.take().expect("crashing a running node");
+        self.stats.entries_received.add(node.entries_received());
         let mut disk = node.into_storage();
         let lost = disk.crash(outcome);
         // A granted vote must survive any crash: the candidate may already
