@@ -21,8 +21,10 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("quorate-shrink-{}", std::process::id()));
+fn scratch(test: &str) -> PathBuf {
+    // One directory per test: tests run in parallel, and clearing a shared
+    // one deleted another test's files under it.
+    let dir = std::env::temp_dir().join(format!("quorate-shrink-{}-{test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -39,7 +41,7 @@ fn trace_hash(text: &str) -> String {
 
 #[test]
 fn a_failing_seed_becomes_a_small_scenario_that_replays_and_passes_once_fixed() {
-    let dir = scratch();
+    let dir = scratch("shrink");
     let failures = dir.join("failures");
     let explore = quorate(&[
         "explore",
@@ -132,7 +134,7 @@ fn a_failing_seed_becomes_a_small_scenario_that_replays_and_passes_once_fixed() 
 
 #[test]
 fn bad_scenario_files_get_a_clear_error_and_exit_2() {
-    let dir = scratch().join("bad");
+    let dir = scratch("bad");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("broken.json");
     std::fs::write(&path, "{\"format\": 1, \"seed\": ").unwrap();
