@@ -223,15 +223,17 @@ fn a_non_linearizable_run_exports_a_history_the_checker_rejects() {
 
 /// A run whose traffic grows without bound is stopped and reported as a
 /// message storm, with its busiest link, not left to run for minutes. With
-/// the planted flaws truncate-committed and resend-at-match, seed 16's
-/// traffic doubles every 134 simulated ms.
+/// the planted flaws truncate-committed and resend-at-match, seed 5879's
+/// traffic grows until 4.4 simulated seconds in, when it is stopped. (Seed 16
+/// stormed until the engine stopped resending what a stalled follower had on
+/// its way: with fewer duplicates, storms are rarer, 4 seeds in 3000..12000.)
 #[cfg(feature = "flaws")]
 #[test]
 fn a_message_storm_is_stopped_and_named() {
     let output = quorate(&[
         "explore",
         "--seeds",
-        "16..17",
+        "5879..5880",
         "--flaw",
         "truncate-committed",
         "--flaw",
@@ -241,8 +243,9 @@ fn a_message_storm_is_stopped_and_named() {
     assert_eq!(output.status.code(), Some(1), "{report}");
     assert!(
         report.contains("message storm: over 75776 events in flight, "),
-        "seed 16 no longer storms; if the engine changed, find another seed \
-         with `quorate explore --flaw truncate-committed --flaw resend-at-match`:\n{report}"
+        "seed 5879 no longer storms; if the engine changed, find another seed \
+         with `quorate explore --flaw truncate-committed --flaw resend-at-match \
+         --seeds 3000..12000`:\n{report}"
     );
     // It names the link that carries most of the storm.
     assert!(report.contains(" of them on n"), "{report}");

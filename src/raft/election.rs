@@ -260,6 +260,8 @@ where
                 probing: true,
                 silent_ticks: 0,
                 probe_prev: None,
+                resume_at: None,
+                resumed_to: None,
             },
         );
         self.role = Role::Leader;
@@ -375,6 +377,11 @@ where
             let in_flight = progress.next_index > progress.match_index.next();
             let stalled = in_flight && progress.match_index == progress.match_at_tick;
             if stalled || progress.silent_ticks > 0 {
+                // What was sent before the stall is likelier held up than
+                // lost: the next answer resumes there (see `resume_at`).
+                let next = progress.next_index;
+                progress.resume_at = Some(progress.resume_at.map_or(next, |at| at.max(next)));
+                progress.resumed_to = None;
                 progress.silent_ticks = progress.silent_ticks.saturating_add(1);
                 progress.next_index = progress.match_index.next();
                 progress.probing = true;

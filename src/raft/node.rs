@@ -136,6 +136,18 @@ pub(super) struct Progress {
     /// While probing, the `prev` index of the latest probe sent (`None` until
     /// one is): only a refusal of that one moves `next_index` back.
     pub probe_prev: Option<Index>,
+    /// Where `next_index` stood before a stall rewound it to the match: the
+    /// follower's next answer moves it back there. What was sent before the
+    /// stall is more often held up (behind a pause, a partition or a slow
+    /// link) than lost, and resending it all made most of the entries
+    /// followers received under faults ones they already held.
+    pub resume_at: Option<Index>,
+    /// Where the last resume moved `next_index`, until the follower matches
+    /// up to it. Meanwhile heartbeats check the entry just before it, not the
+    /// match: a follower that lacks what the resume skipped refuses at once
+    /// (links keep their order, so what was sent before the heartbeat and
+    /// not lost is there by then), and the refusal rewinds to what it lacks.
+    pub resumed_to: Option<Index>,
 }
 
 impl Progress {

@@ -149,10 +149,13 @@ where
                 (next.prev(), Index(last.0.min(next.0 + room - 1)))
             } else if !sent && wants_contact {
                 // A heartbeat. With entries in flight it checks only what is known
-                // to match, so it does not disturb the pipeline; otherwise it
-                // probes the position the next entries would follow.
+                // to match, so it does not disturb the pipeline, or after a
+                // resume the last entry it skipped (see `Progress::resumed_to`);
+                // otherwise it probes the position the next entries would follow.
                 let prev_index = if inflight > 0 {
-                    progress.match_index
+                    progress.resumed_to.map_or(progress.match_index, |to| {
+                        to.prev().max(progress.match_index)
+                    })
                 } else {
                     next.prev()
                 };
@@ -407,6 +410,21 @@ where
                 if progress.next_index <= progress.match_index {
                     progress.next_index = progress.match_index.next();
                 }
+                // The follower answers again after a stall: what was sent
+                // before it is on its way (see `Progress::resume_at`).
+                if let Some(at) = progress.resume_at.take() {
+                    let at = at.min(last.next());
+                    if at > progress.next_index {
+                        progress.next_index = at;
+                        progress.resumed_to = Some(at);
+                    }
+                }
+                if progress
+                    .resumed_to
+                    .is_some_and(|to| progress.match_index.next() >= to)
+                {
+                    progress.resumed_to = None;
+                }
             }
             (Err(hint), Some(target)) => {
                 // A refusal of something sent before the latest probe tells
@@ -426,6 +444,8 @@ where
                 if !stale {
                     progress.probing = true;
                     progress.probe_prev = None;
+                    progress.resume_at = None;
+                    progress.resumed_to = None;
                     // Never below what is known to match, never past the end.
                     let target = target.max(progress.match_index.next()).min(last.next());
                     if target < progress.next_index {

@@ -1274,3 +1274,98 @@ fn a_follower_counts_the_entries_it_receives_and_those_it_already_held() {
     assert_eq!(again.total - fresh.total, sent);
     assert_eq!(again.already_held - fresh.already_held, sent);
 }
+
+/// A message in flight: from, to, what.
+type InFlight = (PeerId, PeerId, Message<u64>);
+
+/// A leader with batches of 4 entries in a window of 64, node 3 a follower
+/// whose traffic (both ways) `held` keeps back, in order, while 20 entries
+/// and two heartbeat ticks go by: by the second tick the leader finds node 3
+/// stalled and rewinds to its match.
+fn stalled_behind_a_slow_link() -> (Cluster<Recorder>, Vec<InFlight>) {
+    let options = NodeOptions {
+        append_entries_max: 4,
+        inflight_entries_max: 64,
+        ..NodeOptions::default()
+    };
+    let mut cluster = Cluster::with(3, options, |_| Recorder::default());
+    cluster.campaign(1);
+    let mut held = Vec::new();
+    let mut hold_node_3 = |cluster: &mut Cluster<Recorder>| {
+        let (to_3, rest): (Vec<_>, Vec<_>) = cluster
+            .in_flight
+            .drain(..)
+            .partition(|(from, to, _)| *to == PeerId(3) || *from == PeerId(3));
+        held.extend(to_3);
+        cluster.in_flight.extend(rest);
+        cluster.deliver_all();
+    };
+    for value in 1..=20 {
+        cluster.propose(1, value);
+        hold_node_3(&mut cluster);
+    }
+    for _ in 0..2 {
+        cluster.advance(cluster.config.heartbeat_interval);
+        let leader = cluster.nodes.get_mut(&PeerId(1)).expect("a leader runs");
+        leader.on_timer(cluster.now, TimerKind::Heartbeat);
+        cluster.flush(PeerId(1));
+        hold_node_3(&mut cluster);
+    }
+    (cluster, held)
+}
+
+#[test]
+fn after_a_stall_a_follower_that_answers_is_not_sent_again_what_is_on_its_way() {
+    // Node 3's link was only slow: everything held arrives, in order. The
+    // leader's rewind sent one probe batch again, but the first answer after
+    // the stall moves it back past what it had sent, so node 3 receives the
+    // window once, not twice.
+    let (mut cluster, held) = stalled_behind_a_slow_link();
+    let sent = held
+        .iter()
+        .filter(|(_, to, _)| *to == PeerId(3))
+        .map(|(_, _, message)| match message {
+            Message::AppendEntries { entries, .. } => entries.len(),
+            _ => 0,
+        })
+        .sum::<usize>();
+    assert!(
+        sent >= 21,
+        "the window and a probe batch were sent ({sent})"
+    );
+    cluster.in_flight.extend(held);
+    cluster.deliver_all();
+    cluster.heartbeat();
+    assert_eq!(cluster.log_terms(3), cluster.log_terms(1));
+    let received = cluster.node(3).entries_received();
+    assert!(
+        received.already_held <= 4,
+        "node 3 was resent what it held: {received:?}"
+    );
+}
+
+#[test]
+fn a_resume_that_skipped_lost_entries_is_mended_by_the_next_heartbeat() {
+    // This time the window to node 3 was lost; only the probe batch sent at
+    // the stall arrives. Its answer resumes the leader past the lost window,
+    // and the next heartbeat checks the last entry it skipped: node 3 lacks
+    // it, refuses, and is sent what it lacks.
+    let (mut cluster, held) = stalled_behind_a_slow_link();
+    let probe = held
+        .into_iter()
+        .rev()
+        .find(|(_, to, message)| {
+            *to == PeerId(3)
+                && matches!(message, Message::AppendEntries { prev, entries, .. }
+                    if prev.index() <= Index(1) && !entries.is_empty())
+        })
+        .expect("a probe batch from the match");
+    cluster.in_flight.push_back(probe);
+    cluster.deliver_all();
+    assert!(
+        cluster.node(3).storage().last().index() < cluster.node(1).storage().last().index(),
+        "node 3 still lacks the lost window"
+    );
+    cluster.heartbeat();
+    assert_eq!(cluster.log_terms(3), cluster.log_terms(1));
+}
