@@ -1,7 +1,9 @@
 //! Simulator figures, printed (run with `make bench-sim`):
 //!
 //! 1. simulated events per wall second, 5-node kv cluster, load and swarm faults
-//!    (each seed's best of [`REPETITIONS`] runs);
+//!    (each seed's best of [`REPETITIONS`] runs), against bare engines fed the
+//!    same inputs, and the share of log entries followers received that they
+//!    already held (replication traffic resent in vain);
 //! 2. the simulator's overhead: whole runs' wall time ([`OVERHEAD_SEEDS`]
 //!    seeds, no faults, end-of-run checks included) against bare engines
 //!    driven through those runs' very inputs ([`NodeInputs::drive_engines`]: decode, step, flush, encode, with
