@@ -976,8 +976,9 @@ fn entries_in_flight_to<M: StateMachine>(cluster: &Cluster<M>, to: u64) -> usize
         .sum()
 }
 
-#[test]
-fn an_unreachable_follower_is_probed_with_one_batch_per_tick() {
+/// A 3-node cluster led by node 1, which sends batches of 4 entries in a
+/// window of 64.
+fn elected_with_small_batches() -> Cluster<Recorder> {
     let options = NodeOptions {
         append_entries_max: 4,
         inflight_entries_max: 64,
@@ -985,6 +986,12 @@ fn an_unreachable_follower_is_probed_with_one_batch_per_tick() {
     };
     let mut cluster = Cluster::with(3, options, |_| Recorder::default());
     cluster.campaign(1);
+    cluster
+}
+
+#[test]
+fn an_unreachable_follower_is_probed_with_one_batch_per_tick() {
+    let mut cluster = elected_with_small_batches();
     cluster.isolate(3);
     for value in 1..=40 {
         cluster.propose(1, value);
@@ -1283,13 +1290,7 @@ type InFlight = (PeerId, PeerId, Message<u64>);
 /// and two heartbeat ticks go by: by the second tick the leader finds node 3
 /// stalled and rewinds to its match.
 fn stalled_behind_a_slow_link() -> (Cluster<Recorder>, Vec<InFlight>) {
-    let options = NodeOptions {
-        append_entries_max: 4,
-        inflight_entries_max: 64,
-        ..NodeOptions::default()
-    };
-    let mut cluster = Cluster::with(3, options, |_| Recorder::default());
-    cluster.campaign(1);
+    let mut cluster = elected_with_small_batches();
     let mut held = Vec::new();
     let mut hold_node_3 = |cluster: &mut Cluster<Recorder>| {
         let (to_3, rest): (Vec<_>, Vec<_>) = cluster
