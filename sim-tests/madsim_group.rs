@@ -205,6 +205,7 @@ fn check_per_key(history: &KvHistory) -> Vec<Verdict> {
     let options = CheckOptions {
         search: SearchOptions {
             cache_entries_max: SEARCH_ENTRIES_MAX,
+            ..SearchOptions::default()
         },
         ..CheckOptions::default()
     };

@@ -89,6 +89,10 @@ pub struct CheckArgs {
     /// that needs more ends `unknown`.
     #[arg(long, default_value_t = super::search::CACHE_ENTRIES_MAX_DEFAULT)]
     pub cache_entries_max: usize,
+    /// The most bytes of distinct states cached per partition (a kv model's
+    /// states own their values); a search that needs more ends `unknown`.
+    #[arg(long, default_value_t = super::search::STATE_BYTES_MAX_DEFAULT)]
+    pub state_bytes_max: usize,
     /// History files.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
@@ -229,6 +233,7 @@ where
         partition: !args.no_partition,
         search: SearchOptions {
             cache_entries_max: args.cache_entries_max,
+            state_bytes_max: args.state_bytes_max,
         },
     };
     let start = clock();

@@ -93,6 +93,18 @@ pub trait Model {
         self.is_read_only(input)
     }
 
+    /// Roughly how many bytes `state` takes, with what it owns on the heap:
+    /// the search keeps at most
+    /// [`SearchOptions::state_bytes_max`](super::SearchOptions::state_bytes_max)
+    /// bytes of states. The default counts the value alone, right for states
+    /// that own nothing. A model whose states own growing data (strings, maps)
+    /// should count it, or a hard history can fill the memory long before the
+    /// cache's entry bound stops the search.
+    fn state_bytes(&self, state: &Self::State) -> usize {
+        let _ = state;
+        core::mem::size_of::<Self::State>()
+    }
+
     /// Whether `state` explains `output` for an operation that
     /// [leaves the state unchanged](Model::leaves_state_unchanged): the search
     /// asks this instead of [`step`](Model::step) for such operations, so a

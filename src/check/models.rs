@@ -440,6 +440,17 @@ impl Model for Kv {
         }
     }
 
+    /// The slice, and the text of the values this state alone holds (a new
+    /// state shares every value but the one it changed with the state before).
+    fn state_bytes(&self, state: &KvState) -> usize {
+        core::mem::size_of_val::<[KvValue]>(state)
+            + state
+                .iter()
+                .filter(|value| Rc::strong_count(&value.text) == 1)
+                .map(|value| value.text.len())
+                .sum::<usize>()
+    }
+
     fn describe_state(&self, state: &KvState) -> String {
         let pairs: Vec<String> = self
             .keys

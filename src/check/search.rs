@@ -32,13 +32,18 @@
 //! ([`UnknownReason::CacheFull`]). An entry costs `8 * ceil(n / 64)` bytes of
 //! bitset for `n` operations, one state (`size_of::<State>()` plus whatever the
 //! state shares or owns), 8 bytes of hash and at most 8 bytes of table slot;
-//! the backtracking stack holds at most `n` states besides.
+//! the backtracking stack holds at most `n` states besides. The distinct
+//! states together may take at most [`SearchOptions::state_bytes_max`] bytes,
+//! as [`Model::state_bytes`] counts them; past either bound the search stops
+//! the same way.
 //!
 //! What a state owns counts: a key-value state whose values grow with each
-//! append costs its strings in every entry that brought a new state. Under
-//! the default bound, a madsim history of 140 appends and reads on one key,
-//! a few of them indeterminate, filled over 20 GiB; `sim-tests/madsim_group.rs`
-//! sets 2^18 entries for it.
+//! append costs its strings in every entry that brought a new state. The kv
+//! model counts them for the byte bound. `StateMachineModel` cannot see its
+//! machine's heap and counts the value alone, so only the entry bound holds
+//! it: under the default, a madsim history of 140 appends and reads on one
+//! key, a few of them indeterminate, filled over 20 GiB, and
+//! `sim-tests/madsim_group.rs` sets 2^18 entries for it.
 
 use core::hash::{Hash, Hasher};
 
@@ -49,6 +54,9 @@ use super::model::Model;
 /// 1.3 GiB for a 1000-operation history with a 16-byte state.
 pub const CACHE_ENTRIES_MAX_DEFAULT: usize = 1 << 24;
 
+/// The default of [`SearchOptions::state_bytes_max`]: 1 GiB.
+pub const STATE_BYTES_MAX_DEFAULT: usize = 1 << 30;
+
 /// How often (in search steps) the caller's `should_stop` is consulted.
 const STOP_POLL_STEPS: u64 = 1 << 12;
 
@@ -57,12 +65,16 @@ const STOP_POLL_STEPS: u64 = 1 << 12;
 pub struct SearchOptions {
     /// The most (linearized set, state) pairs the cache may hold.
     pub cache_entries_max: usize,
+    /// The most bytes of distinct states the cache may hold, as the model's
+    /// [`Model::state_bytes`] counts them.
+    pub state_bytes_max: usize,
 }
 
 impl Default for SearchOptions {
     fn default() -> Self {
         Self {
             cache_entries_max: CACHE_ENTRIES_MAX_DEFAULT,
+            state_bytes_max: STATE_BYTES_MAX_DEFAULT,
         }
     }
 }
@@ -72,7 +84,8 @@ impl Default for SearchOptions {
 pub enum UnknownReason {
     /// The caller's `should_stop` returned true (a deadline passed).
     Stopped,
-    /// The cache reached [`SearchOptions::cache_entries_max`] entries.
+    /// The cache reached [`SearchOptions::cache_entries_max`] entries, or
+    /// its states [`SearchOptions::state_bytes_max`] bytes.
     CacheFull,
 }
 
@@ -442,6 +455,7 @@ pub fn check_operations<M: Model>(
     // arena, each with its hash: an operation that leaves the state unchanged
     // costs neither a copy nor a rehash.
     let init = model.init();
+    let mut state_bytes = model.state_bytes(&init);
     let mut state_hash = fx_hash(&init);
     let mut state = cache.add_state(init);
     let mut stack: Vec<(u32, u32, u64)> = Vec::with_capacity(kept.len());
@@ -463,20 +477,28 @@ pub fn check_operations<M: Model>(
             let next = match output {
                 Some(output) if unchanging[local] => model
                     .explains(current, &operation.input, output)
-                    .then_some((state, false, state_hash)),
+                    .then_some((state, false, state_hash, 0)),
                 _ => model
                     .step(current, &operation.input, output)
                     .map(|next_state| {
                         let hash = fx_hash(&next_state);
-                        (cache.add_state(next_state), true, hash)
+                        let bytes = model.state_bytes(&next_state);
+                        (cache.add_state(next_state), true, hash, bytes)
                     }),
             };
-            if let Some((next_state, fresh, next_hash)) = next {
+            if let Some((next_state, fresh, next_hash, next_bytes)) = next {
                 bits[local / 64] ^= 1 << (local % 64);
                 set_hash ^= keys[local];
                 let hash = set_hash ^ next_hash.wrapping_mul(0x9e37_79b9_7f4a_7c15);
                 match cache.insert(&bits, next_state, fresh, hash) {
                     Insert::Added => {
+                        // A fresh state stays in the arena with its entry.
+                        state_bytes = state_bytes.saturating_add(next_bytes);
+                        if state_bytes > options.state_bytes_max {
+                            return PartitionOutcome::Unknown {
+                                reason: UnknownReason::CacheFull,
+                            };
+                        }
                         let previous = core::mem::replace(&mut state, next_state);
                         stack.push((node, previous, state_hash));
                         state_hash = next_hash;

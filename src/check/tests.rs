@@ -227,6 +227,7 @@ fn should_stop_and_a_full_cache_give_unknown() {
         partition: true,
         search: SearchOptions {
             cache_entries_max: 100,
+            ..SearchOptions::default()
         },
     };
     let full = check(&CasRegister, &history, &tiny, &|| false);
@@ -407,6 +408,46 @@ fn edn_export_round_trips() {
             .collect()
     };
     assert_eq!(strip(&back), strip(&history));
+}
+
+#[test]
+fn a_search_whose_states_outgrow_their_byte_budget_is_unknown() {
+    // Six concurrent appends of 1000 bytes each, then a read of all six: the
+    // states the search keeps hold 1000, 2000, ... 6000 bytes of text.
+    let mut text = String::new();
+    let values: Vec<String> = (b'a'..=b'f')
+        .map(|letter| (letter as char).to_string().repeat(1000))
+        .collect();
+    for (process, value) in values.iter().enumerate() {
+        text += &format!(
+            "{{:process {process}, :type :invoke, :f :append, :key \"k\", :value \"{value}\"}}\n"
+        );
+    }
+    for (process, value) in values.iter().enumerate() {
+        text += &format!(
+            "{{:process {process}, :type :ok, :f :append, :key \"k\", :value \"{value}\"}}\n"
+        );
+    }
+    let all = values.concat();
+    text += "{:process 9, :type :invoke, :f :get, :key \"k\", :value nil}\n";
+    text += &format!("{{:process 9, :type :ok, :f :get, :key \"k\", :value \"{all}\"}}\n");
+    let (model, history) = Kv::from_raw(&raw(&text, None).unwrap()).unwrap();
+    let roomy = check(&model, &history, &CheckOptions::default(), &|| false);
+    assert_eq!(roomy.verdict, Verdict::Linearizable);
+    let tight = CheckOptions {
+        search: SearchOptions {
+            state_bytes_max: 10_000,
+            ..SearchOptions::default()
+        },
+        ..CheckOptions::default()
+    };
+    let stopped = check(&model, &history, &tight, &|| false);
+    assert_eq!(
+        stopped.verdict,
+        Verdict::Unknown {
+            reason: UnknownReason::CacheFull
+        }
+    );
 }
 
 #[test]

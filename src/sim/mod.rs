@@ -637,6 +637,7 @@ fn check_linearizability<M: SimMachine>(
         partition: true,
         search: SearchOptions {
             cache_entries_max: LINEARIZABILITY_CACHE_MAX,
+            ..SearchOptions::default()
         },
     };
     let report = crate::check::check(&model, &checked, &options, &|| false);
