@@ -3,8 +3,8 @@
 # needs to find it, in $TRIALS trials over disjoint seed ranges (the median is
 # the figure), the wall time of a trial, and the size of the failure after
 # `quorate shrink`. Gives up on a trial after $SEEDS seeds.
-# resend-at-match is not among them: alone it breaks nothing a run can see; with
-# truncate-committed it makes the message storm that `tests/campaign.rs` uses.
+# resend-at-match is not among them: it breaks no safety property; it makes the
+# message storm that `tests/campaign.rs` uses.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-200}

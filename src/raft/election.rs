@@ -262,6 +262,7 @@ where
                 probe_prev: None,
                 resume_at: None,
                 resumed_to: None,
+                checking_tip: false,
             },
         );
         self.role = Role::Leader;
@@ -376,7 +377,15 @@ where
             progress.contact_due = true;
             let in_flight = progress.next_index > progress.match_index.next();
             let stalled = in_flight && progress.match_index == progress.match_at_tick;
-            if stalled || progress.silent_ticks > 0 {
+            if stalled && progress.silent_ticks == 0 {
+                // The first tick of a stall: ask before resending (see
+                // `Progress::checking_tip`).
+                progress.silent_ticks = 1;
+                progress.checking_tip = true;
+                progress.probing = true;
+                progress.probe_prev = None;
+            } else if stalled || progress.silent_ticks > 0 {
+                progress.checking_tip = false;
                 // What was sent before the stall is likelier held up than
                 // lost: the next answer resumes there (see `resume_at`).
                 let next = progress.next_index;

@@ -13,7 +13,7 @@
 //! | `truncate-committed` | §5.3: on a conflict, truncate back through committed entries |
 //! | `quorum-of-reachable` | count majorities of the peers heard from lately, not of the configured voters (mosaik's rule) |
 //! | `apply-duplicates` | thesis §6.3: apply a retried proposal again |
-//! | `resend-at-match` | answer a refusal at or below a follower's match index with a resend at once, which cannot mend it: with `truncate-committed` and duplicated messages, an endless ping-pong grows into a message storm |
+//! | `resend-at-match` | answer a refusal at or below a follower's match index, or an answer that does not move it, with a resend at once: each such answer begets another, an endless ping-pong, and each duplicated message starts one more, a message storm |
 
 use core::fmt;
 use core::str::FromStr;
@@ -37,7 +37,8 @@ pub enum Flaw {
     QuorumOfReachable,
     /// Apply retried proposals again (no deduplication).
     ApplyDuplicates,
-    /// Answer a refusal at or below the match index with a resend at once.
+    /// Answer a refusal at or below the match index, or an answer that does
+    /// not move it, with a resend at once.
     ResendAtMatch,
 }
 

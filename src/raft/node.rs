@@ -119,16 +119,18 @@ pub(super) struct Progress {
     /// The highest commit index sent to this follower.
     pub commit_sent: Index,
     /// `match_index` at the previous heartbeat tick: no progress over a whole tick
-    /// with entries in flight means they or their answers were lost, so the
-    /// leader goes back to the match (see `silent_ticks`).
+    /// with entries in flight means they or their answers were lost or held
+    /// up, so the leader asks whether the follower holds the last entry sent,
+    /// and then goes back to the match (see `silent_ticks`).
     pub match_at_tick: Index,
     /// Whether where the follower's log matches is unknown (a new term, a
     /// refusal, or a tick without progress): the leader then keeps at most one
     /// batch in flight to it, not a whole window.
     pub probing: bool,
     /// Heartbeat ticks since the follower last answered while entries to it
-    /// were stalled (0: it answers). Each such tick rewinds to the match, but
-    /// entries ride along only on ticks 1, 2, 4 and then every 8th (see
+    /// were stalled (0: it answers). The first only checks the last entry
+    /// sent (see `checking_tip`); each later one rewinds to the match, but
+    /// entries ride along only on ticks 2, 4 and then every 8th (see
     /// [`Progress::entries_due`]): a follower that is down, paused or cut off
     /// costs a batch every 8 ticks instead of every tick, and one whose answers
     /// alone are lost still receives what it lacks.
@@ -148,11 +150,24 @@ pub(super) struct Progress {
     /// (links keep their order, so what was sent before the heartbeat and
     /// not lost is there by then), and the refusal rewinds to what it lacks.
     pub resumed_to: Option<Index>,
+    /// Whether the leader is asking, with an empty probe, whether the
+    /// follower holds the entry before `next_index`, instead of resending
+    /// what may still be on its way. Set on the first heartbeat tick of a
+    /// stall (the entry is the last one sent), and when the pipeline meets a
+    /// gap (the entry is the one the refused message followed: the messages
+    /// before it were more likely overtaken than lost). Held: nothing is
+    /// resent. Refused: the refusal rewinds to what the follower lacks,
+    /// within a round trip. Unanswered: the next tick rewinds to the match as
+    /// before. Until an answer to it (or any acceptance) comes, no entries go.
+    pub checking_tip: bool,
 }
 
 impl Progress {
     /// Whether entries may be sent now (see `silent_ticks`).
     pub fn entries_due(&self) -> bool {
+        if self.checking_tip {
+            return false;
+        }
         match self.silent_ticks {
             0 | 1 | 2 | 4 => true,
             ticks => ticks.is_multiple_of(8),

@@ -152,7 +152,9 @@ where
                 // to match, so it does not disturb the pipeline, or after a
                 // resume the last entry it skipped (see `Progress::resumed_to`);
                 // otherwise it probes the position the next entries would follow.
-                let prev_index = if inflight > 0 {
+                let prev_index = if progress.checking_tip {
+                    next.prev()
+                } else if inflight > 0 {
                     progress.resumed_to.map_or(progress.match_index, |to| {
                         to.prev().max(progress.match_index)
                     })
@@ -166,9 +168,9 @@ where
             if can_send_entries {
                 progress.next_index = through.next();
             }
-            if progress.probing && (can_send_entries || inflight == 0) {
-                // A probe: the batch (or heartbeat) whose answer tells where
-                // the follower's log matches.
+            if progress.probing && (can_send_entries || inflight == 0 || progress.checking_tip) {
+                // A probe: the batch (or heartbeat, or check of the tip) whose
+                // answer tells where the follower's log matches.
                 progress.probe_prev = Some(prev_index);
             }
             progress.contact_due = false;
@@ -393,6 +395,7 @@ where
         match (result, rewind) {
             (Ok(match_index), _) => {
                 progress.probing = false;
+                progress.checking_tip = false;
                 progress.probe_prev = None;
                 let match_index = match_index.min(last);
                 if match_index > progress.match_index {
@@ -406,6 +409,11 @@ where
                     }
                     progress.match_index = match_index;
                     state.match_max = state.match_max.max(match_index);
+                } else if resend_at_match {
+                    // Planted flaw: an answer that moves nothing is taken for
+                    // a lost batch, and everything after the match goes again.
+                    progress.next_index = progress.match_index.next();
+                    progress.contact_due = true;
                 }
                 if progress.next_index <= progress.match_index {
                     progress.next_index = progress.match_index.next();
@@ -441,15 +449,33 @@ where
                 let stale = at_match
                     || matches!(progress.probe_prev,
                         Some(probe) if progress.probing && hint.refused_prev != probe);
+                // A gap (the follower's log ends before what was refused)
+                // found by the pipeline, not by a probe: what was sent before
+                // the refused message is likelier overtaken (reordered) or
+                // held up than lost. Check the refused `prev` before
+                // resending it (see `Progress::checking_tip`).
+                let gap = hint.conflict_term.is_none()
+                    && hint.next_index <= hint.refused_prev
+                    && !progress.probing;
                 if !stale {
                     progress.probing = true;
+                    progress.checking_tip = gap;
                     progress.probe_prev = None;
                     progress.resume_at = None;
                     progress.resumed_to = None;
-                    // Never below what is known to match, never past the end.
-                    let target = target.max(progress.match_index.next()).min(last.next());
-                    if target < progress.next_index {
-                        progress.next_index = target;
+                    if gap {
+                        // What the refused message carried goes again, from
+                        // its `prev`, once the check finds that there.
+                        progress.contact_due = true;
+                        if hint.refused_prev < progress.next_index {
+                            progress.next_index = hint.refused_prev.next();
+                        }
+                    } else {
+                        // Never below what is known to match, never past the end.
+                        let target = target.max(progress.match_index.next()).min(last.next());
+                        if target < progress.next_index {
+                            progress.next_index = target;
+                        }
                     }
                 }
             }

@@ -1050,12 +1050,12 @@ fn a_silent_follower_gets_entries_ever_more_rarely_until_it_answers() {
         cluster.deliver_all();
     }
     // On tick 1 a probe is still in flight to node 3, so nothing more goes.
-    // Tick 2 finds it stalled: from then on it is silent, and entries go on
-    // the 1st, 2nd and 4th tick of its silence and every 8th after. Heartbeats
-    // go every tick, but a node that is down or cut off costs a batch every 8
-    // ticks, not every tick.
+    // Tick 2 finds it stalled: from then on it is silent. Tick 2 only asks
+    // whether it holds the last entry sent; entries go on the 2nd and 4th
+    // tick of its silence and every 8th after. Heartbeats go every tick, but a
+    // node that is down or cut off costs a batch every 8 ticks, not every tick.
     let sending = ticks_sending_entries(&mut cluster, 3, 26, |_, _, _| true);
-    assert_eq!(sending, vec![2, 3, 5, 9, 17, 25], "ticks sending entries");
+    assert_eq!(sending, vec![3, 5, 9, 17, 25], "ticks sending entries");
     // Its first answer ends the silence and it catches up.
     cluster.heal_and_catch_up();
     assert_eq!(cluster.node(3).machine().sum, (1..=10).sum::<u64>());
@@ -1131,9 +1131,11 @@ fn a_refusal_at_the_match_is_not_answered_at_once_however_often_it_comes() {
 #[test]
 fn a_refusal_of_what_was_sent_before_the_latest_probe_sends_nothing_again() {
     // Three AppendEntries are in flight to node 2 and the first is lost, so
-    // node 2 refuses the other two. The first refusal rewinds the leader,
-    // which sends one probe from the gap; the second refuses what was sent
-    // before that probe, and must not send the same entries once more.
+    // node 2 refuses the other two. The first refusal makes the leader check
+    // whether node 2 holds what the refused message followed (it might only
+    // have been overtaken); the second refuses what was sent before that
+    // check, and must send nothing. Node 2 refuses the check too, and only
+    // then does the leader resend from the gap.
     let mut cluster = elected(3, 1);
     for value in [10, 11, 12] {
         cluster.propose(1, value);
@@ -1174,22 +1176,60 @@ fn a_refusal_of_what_was_sent_before_the_latest_probe_sends_nothing_again() {
         entries_in_flight_to(cluster, 2)
     };
     let first = refusals.next().expect("two");
-    assert_eq!(answer(&mut cluster, first), 3, "one probe from the gap");
-    let probe = cluster.in_flight.drain(..).collect::<Vec<_>>();
+    assert_eq!(
+        answer(&mut cluster, first),
+        0,
+        "a gap is checked before a resend"
+    );
+    let check = cluster.in_flight.drain(..).collect::<Vec<_>>();
+    assert!(
+        matches!(&check[..], [(_, to, Message::AppendEntries { prev, entries, .. })]
+            if *to == PeerId(2) && entries.is_empty() && prev.index() > Index(1)),
+        "one check of what the refused message followed: {check:?}"
+    );
     let second = refusals.next().expect("two");
     assert_eq!(
         answer(&mut cluster, second),
         0,
         "a stale refusal resends nothing"
     );
-    // The probe fills the gap.
-    cluster.in_flight.extend(probe);
+    // Node 2 lacks what the check asks about: its refusal rewinds the leader
+    // to the gap, and what is resent fills it.
+    cluster.in_flight.extend(check);
     cluster.deliver_all();
     assert_eq!(cluster.log_terms(2), cluster.log_terms(1));
     assert_eq!(
         cluster.node(2).storage().last(),
         cluster.node(1).storage().last()
     );
+    assert_eq!(cluster.node(2).entries_received().already_held, 0);
+}
+
+#[test]
+fn a_follower_whose_entries_were_overtaken_is_not_sent_them_again() {
+    // Two AppendEntries go to node 2 and the second overtakes the first:
+    // node 2 refuses it (a gap), then takes the first. The refusal makes the
+    // leader check what the refused message followed, which node 2 now holds,
+    // so only the refused entry is sent again, and nothing node 2 holds.
+    let mut cluster = elected(3, 1);
+    for value in [10, 11] {
+        cluster.propose(1, value);
+    }
+    let mut appends: Vec<InFlight> = cluster
+        .in_flight
+        .drain(..)
+        .filter(|(_, to, message)| {
+            *to == PeerId(2)
+                && matches!(message, Message::AppendEntries { entries, .. } if !entries.is_empty())
+        })
+        .collect();
+    assert_eq!(appends.len(), 2, "pipelined: {appends:?}");
+    appends.reverse();
+    cluster.in_flight.extend(appends);
+    cluster.deliver_all();
+    assert_eq!(cluster.log_terms(2), cluster.log_terms(1));
+    let received = cluster.node(2).entries_received();
+    assert_eq!(received.already_held, 0, "{received:?}");
 }
 
 #[test]
@@ -1287,9 +1327,10 @@ type InFlight = (PeerId, PeerId, Message<u64>);
 
 /// A leader with batches of 4 entries in a window of 64, node 3 a follower
 /// whose traffic (both ways) `held` keeps back, in order, while 20 entries
-/// and two heartbeat ticks go by: by the second tick the leader finds node 3
-/// stalled and rewinds to its match.
-fn stalled_behind_a_slow_link() -> (Cluster<Recorder>, Vec<InFlight>) {
+/// and `ticks` heartbeat ticks go by: the second tick finds node 3 stalled and
+/// asks whether it holds the last entry sent; the third, still unanswered,
+/// rewinds to its match and sends a probe batch from there.
+fn stalled_behind_a_slow_link(ticks: usize) -> (Cluster<Recorder>, Vec<InFlight>) {
     let mut cluster = elected_with_small_batches();
     let mut held = Vec::new();
     let mut hold_node_3 = |cluster: &mut Cluster<Recorder>| {
@@ -1305,7 +1346,7 @@ fn stalled_behind_a_slow_link() -> (Cluster<Recorder>, Vec<InFlight>) {
         cluster.propose(1, value);
         hold_node_3(&mut cluster);
     }
-    for _ in 0..2 {
+    for _ in 0..ticks {
         cluster.advance(cluster.config.heartbeat_interval);
         let leader = cluster.nodes.get_mut(&PeerId(1)).expect("a leader runs");
         leader.on_timer(cluster.now, TimerKind::Heartbeat);
@@ -1315,21 +1356,63 @@ fn stalled_behind_a_slow_link() -> (Cluster<Recorder>, Vec<InFlight>) {
     (cluster, held)
 }
 
-#[test]
-fn after_a_stall_a_follower_that_answers_is_not_sent_again_what_is_on_its_way() {
-    // Node 3's link was only slow: everything held arrives, in order. The
-    // leader's rewind sent one probe batch again, but the first answer after
-    // the stall moves it back past what it had sent, so node 3 receives the
-    // window once, not twice.
-    let (mut cluster, held) = stalled_behind_a_slow_link();
-    let sent = held
-        .iter()
+/// How many entries the messages in `held` carry to node 3.
+fn entries_to_node_3(held: &[InFlight]) -> usize {
+    held.iter()
         .filter(|(_, to, _)| *to == PeerId(3))
         .map(|(_, _, message)| match message {
             Message::AppendEntries { entries, .. } => entries.len(),
             _ => 0,
         })
-        .sum::<usize>();
+        .sum()
+}
+
+#[test]
+fn a_stall_first_asks_whether_the_follower_holds_what_was_sent() {
+    // Node 3's link was only slow. The tick that finds it stalled resends
+    // nothing: it checks the last entry sent, which arrives after the window,
+    // so node 3 answers that it holds it all and receives every entry once.
+    let (mut cluster, held) = stalled_behind_a_slow_link(2);
+    assert_eq!(entries_to_node_3(&held), 20, "the window alone was sent");
+    cluster.in_flight.extend(held);
+    cluster.deliver_all();
+    assert_eq!(cluster.log_terms(3), cluster.log_terms(1));
+    let received = cluster.node(3).entries_received();
+    assert_eq!(received.already_held, 0, "{received:?}");
+    // And the leader knows it: nothing goes again at the next tick.
+    let sending = ticks_sending_entries(&mut cluster, 3, 2, |_, _, _| true);
+    assert!(sending.is_empty(), "nothing left to send: {sending:?}");
+}
+
+#[test]
+fn a_follower_that_lacks_the_tip_checked_is_sent_what_it_lacks() {
+    // This time the window to node 3 was lost; only the check of its last
+    // entry arrives. Node 3 refuses it, and the refusal rewinds the leader to
+    // what node 3 lacks, at once, not a tick later.
+    let (mut cluster, held) = stalled_behind_a_slow_link(2);
+    let check = held
+        .into_iter()
+        .rev()
+        .find(|(_, to, message)| {
+            *to == PeerId(3)
+                && matches!(message, Message::AppendEntries { entries, .. } if entries.is_empty())
+        })
+        .expect("the check of the tip");
+    cluster.in_flight.push_back(check);
+    cluster.deliver_all();
+    assert_eq!(cluster.log_terms(3), cluster.log_terms(1));
+    assert_eq!(cluster.node(3).entries_received().already_held, 0);
+}
+
+#[test]
+fn after_a_stall_a_follower_that_answers_is_not_sent_again_what_is_on_its_way() {
+    // Node 3's link was only slow, and slower than two ticks: the check of
+    // the tip went unanswered too, and the third tick rewound and sent one
+    // probe batch again. Everything held arrives, in order; the first answer
+    // after the stall moves the leader back past what it had sent, so node 3
+    // receives the window once, not twice.
+    let (mut cluster, held) = stalled_behind_a_slow_link(3);
+    let sent = entries_to_node_3(&held);
     assert!(
         sent >= 21,
         "the window and a probe batch were sent ({sent})"
@@ -1351,7 +1434,7 @@ fn a_resume_that_skipped_lost_entries_is_mended_by_the_next_heartbeat() {
     // the stall arrives. Its answer resumes the leader past the lost window,
     // and the next heartbeat checks the last entry it skipped: node 3 lacks
     // it, refuses, and is sent what it lacks.
-    let (mut cluster, held) = stalled_behind_a_slow_link();
+    let (mut cluster, held) = stalled_behind_a_slow_link(3);
     let probe = held
         .into_iter()
         .rev()

@@ -57,8 +57,8 @@ const EVENTS_PENDING_PER_PARTY: u64 = 1_024;
 
 /// Events waiting beyond which a run is stopped as a message storm. An engine
 /// that answers a message with more than one doubles its traffic every few
-/// round trips (the planted flaws truncate-committed and resend-at-match
-/// together did every 134 simulated ms), while a healthy group's
+/// round trips (as the planted flaw resend-at-match does under swarm faults
+/// with duplication), while a healthy group's
 /// backlog is bounded by its links and clients: 5 nodes and 5 clients under
 /// swarm faults stay under 8,192. A bound of 1,000,000 took 60 million events
 /// (90 s of wall time) to reach; this one takes a few million.
