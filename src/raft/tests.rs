@@ -1367,6 +1367,13 @@ fn entries_to_node_3(held: &[InFlight]) -> usize {
         .sum()
 }
 
+/// The last message in `held` to node 3 that `wanted` picks.
+fn last_to_node_3(held: Vec<InFlight>, wanted: impl Fn(&Message<u64>) -> bool) -> Option<InFlight> {
+    held.into_iter()
+        .rev()
+        .find(|(_, to, message)| *to == PeerId(3) && wanted(message))
+}
+
 #[test]
 fn a_stall_first_asks_whether_the_follower_holds_what_was_sent() {
     // Node 3's link was only slow. The tick that finds it stalled resends
@@ -1390,14 +1397,11 @@ fn a_follower_that_lacks_the_tip_checked_is_sent_what_it_lacks() {
     // entry arrives. Node 3 refuses it, and the refusal rewinds the leader to
     // what node 3 lacks, at once, not a tick later.
     let (mut cluster, held) = stalled_behind_a_slow_link(2);
-    let check = held
-        .into_iter()
-        .rev()
-        .find(|(_, to, message)| {
-            *to == PeerId(3)
-                && matches!(message, Message::AppendEntries { entries, .. } if entries.is_empty())
-        })
-        .expect("the check of the tip");
+    let check = last_to_node_3(
+        held,
+        |message| matches!(message, Message::AppendEntries { entries, .. } if entries.is_empty()),
+    )
+    .expect("the check of the tip");
     cluster.in_flight.push_back(check);
     cluster.deliver_all();
     assert_eq!(cluster.log_terms(3), cluster.log_terms(1));
@@ -1435,15 +1439,11 @@ fn a_resume_that_skipped_lost_entries_is_mended_by_the_next_heartbeat() {
     // and the next heartbeat checks the last entry it skipped: node 3 lacks
     // it, refuses, and is sent what it lacks.
     let (mut cluster, held) = stalled_behind_a_slow_link(3);
-    let probe = held
-        .into_iter()
-        .rev()
-        .find(|(_, to, message)| {
-            *to == PeerId(3)
-                && matches!(message, Message::AppendEntries { prev, entries, .. }
-                    if prev.index() <= Index(1) && !entries.is_empty())
-        })
-        .expect("a probe batch from the match");
+    let probe = last_to_node_3(held, |message| {
+        matches!(message, Message::AppendEntries { prev, entries, .. }
+            if prev.index() <= Index(1) && !entries.is_empty())
+    })
+    .expect("a probe batch from the match");
     cluster.in_flight.push_back(probe);
     cluster.deliver_all();
     assert!(
