@@ -259,6 +259,7 @@ where
                 match_at_tick: Index::ZERO,
                 probing: true,
                 silent_ticks: 0,
+                blind_batch_due: false,
                 probe_prev: None,
                 resume_at: None,
                 resumed_to: None,
@@ -386,13 +387,17 @@ where
                 progress.probe_prev = None;
             } else if stalled || progress.silent_ticks > 0 {
                 progress.checking_tip = false;
-                // What was sent before the stall is likelier held up than
-                // lost: the next answer resumes there (see `resume_at`).
-                let next = progress.next_index;
-                progress.resume_at = Some(progress.resume_at.map_or(next, |at| at.max(next)));
                 progress.resumed_to = None;
-                progress.silent_ticks = progress.silent_ticks.saturating_add(1);
-                progress.next_index = progress.match_index.next();
+                let ticks = progress.silent_ticks.saturating_add(1);
+                progress.silent_ticks = ticks;
+                progress.blind_batch_due = Progress::sends_blind_batch(ticks);
+                if Progress::rewinds_to_match(ticks) {
+                    // What was sent before is likelier held up than lost: the
+                    // next answer resumes there (see `resume_at`).
+                    let next = progress.next_index;
+                    progress.resume_at = Some(progress.resume_at.map_or(next, |at| at.max(next)));
+                    progress.next_index = progress.match_index.next();
+                }
                 progress.probing = true;
                 progress.probe_prev = None;
             }

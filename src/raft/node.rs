@@ -121,7 +121,7 @@ pub(super) struct Progress {
     /// `match_index` at the previous heartbeat tick: no progress over a whole tick
     /// with entries in flight means they or their answers were lost or held
     /// up, so the leader asks whether the follower holds the last entry sent,
-    /// and then goes back to the match (see `silent_ticks`).
+    /// and then sends blind batches (see `silent_ticks`).
     pub match_at_tick: Index,
     /// Whether where the follower's log matches is unknown (a new term, a
     /// refusal, or a tick without progress): the leader then keeps at most one
@@ -129,20 +129,28 @@ pub(super) struct Progress {
     pub probing: bool,
     /// Heartbeat ticks since the follower last answered while entries to it
     /// were stalled (0: it answers). The first only checks the last entry
-    /// sent (see `checking_tip`); each later one rewinds to the match, but
-    /// entries ride along only on ticks 2, 4 and then every 8th (see
-    /// [`Progress::entries_due`]): a follower that is down, paused or cut off
-    /// costs a batch every 8 ticks instead of every tick, and one whose answers
-    /// alone are lost still receives what it lacks.
+    /// sent (see `checking_tip`). Later ones send a blind batch on ticks 2, 4
+    /// and then every 8th (see `blind_batch_due`): a follower that is down,
+    /// paused or cut off costs a batch every 8 ticks instead of every tick.
+    /// A blind batch carries what follows the last one sent, not what
+    /// follows the match: a silent follower is far more often paused, cut
+    /// off or behind a slow link (and then holds, or will, what was sent)
+    /// than missing a lost message while its answers are lost too. Only
+    /// every 64th tick (see [`Progress::rewinds_to_match`]) does it go back
+    /// to the match, so one whose answers are lost, and some of what it was
+    /// sent, still receives what it lacks.
     pub silent_ticks: u32,
+    /// Whether this silent tick's blind batch is still to be sent (see
+    /// `silent_ticks`).
+    pub blind_batch_due: bool,
     /// While probing, the `prev` index of the latest probe sent (`None` until
     /// one is): only a refusal of that one moves `next_index` back.
     pub probe_prev: Option<Index>,
-    /// Where `next_index` stood before a stall rewound it to the match: the
-    /// follower's next answer moves it back there. What was sent before the
-    /// stall is more often held up (behind a pause, a partition or a slow
-    /// link) than lost, and resending it all made most of the entries
-    /// followers received under faults ones they already held.
+    /// Where `next_index` stood before a silent tick rewound it to the match
+    /// (see `silent_ticks`): the follower's next answer moves it back there.
+    /// What was sent before the stall is more often held up (behind a pause,
+    /// a partition or a slow link) than lost, and resending it all made most
+    /// of the entries followers received under faults ones they already held.
     pub resume_at: Option<Index>,
     /// Where the last resume moved `next_index`, until the follower matches
     /// up to it. Meanwhile heartbeats check the entry just before it, not the
@@ -157,21 +165,43 @@ pub(super) struct Progress {
     /// gap (the entry is the one the refused message followed: the messages
     /// before it were more likely overtaken than lost). Held: nothing is
     /// resent. Refused: the refusal rewinds to what the follower lacks,
-    /// within a round trip. Unanswered: the next tick rewinds to the match as
-    /// before. Until an answer to it (or any acceptance) comes, no entries go.
+    /// within a round trip. Unanswered: the follower is silent, and blind
+    /// batches follow (see `silent_ticks`). Until an answer to it (or any
+    /// acceptance) comes, no entries go.
     pub checking_tip: bool,
 }
 
 impl Progress {
-    /// Whether entries may be sent now (see `silent_ticks`).
-    pub fn entries_due(&self) -> bool {
+    /// How many entries may be sent now (at most one batch goes at a time),
+    /// with `inflight` entries unanswered in a window of `window`: the rest
+    /// of the window while the follower answers; a whole batch on the ticks
+    /// that send a blind one while it is silent (see `silent_ticks`); none
+    /// while checking the tip.
+    pub fn room_for_entries(&self, inflight: u64, window: u64) -> u64 {
         if self.checking_tip {
-            return false;
+            return 0;
         }
         match self.silent_ticks {
-            0 | 1 | 2 | 4 => true,
-            ticks => ticks.is_multiple_of(8),
+            0 | 1 => window.saturating_sub(inflight),
+            _ if self.blind_batch_due => u64::MAX,
+            _ => 0,
         }
+    }
+
+    /// Whether silent tick `ticks` sends its blind batch (see `silent_ticks`).
+    pub fn sends_blind_batch(ticks: u32) -> bool {
+        matches!(ticks, 2 | 4) || ticks.is_multiple_of(8)
+    }
+
+    /// Whether silent tick `ticks` goes back to the match: every 64th (3.2 s
+    /// at the default 50 ms heartbeat). From there the blind batches walk
+    /// the log again, each following the one before, and a follower that was
+    /// silent all along (paused, say) receives again all it was sent since
+    /// its match: the price of mending the rare follower whose answers are
+    /// lost and which lost a batch too. Rewinding sooner made a fifth of the
+    /// entries sent under pauses (of up to 4 s) ones already held.
+    pub fn rewinds_to_match(ticks: u32) -> bool {
+        ticks.is_multiple_of(64)
     }
 }
 

@@ -142,10 +142,10 @@ where
             } else {
                 inflight_max
             };
-            let can_send_entries = next <= last && inflight < window && progress.entries_due();
+            let room = append_max.min(progress.room_for_entries(inflight, window));
+            let can_send_entries = next <= last && room > 0;
             let wants_contact = progress.contact_due || progress.commit_sent < commit;
             let (prev_index, through) = if can_send_entries {
-                let room = append_max.min(window - inflight);
                 (next.prev(), Index(last.0.min(next.0 + room - 1)))
             } else if !sent && wants_contact {
                 // A heartbeat. With entries in flight it checks only what is known
@@ -167,6 +167,7 @@ where
             };
             if can_send_entries {
                 progress.next_index = through.next();
+                progress.blind_batch_due = false;
             }
             if progress.probing && (can_send_entries || inflight == 0 || progress.checking_tip) {
                 // A probe: the batch (or heartbeat, or check of the tip) whose

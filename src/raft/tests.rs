@@ -1,6 +1,7 @@
 //! Engine tests: 3- and 5-node groups driven by hand, message by message, with no
 //! simulator. Each test names the Raft property (and paper section) it guards.
 
+use core::ops::RangeInclusive;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
@@ -1041,6 +1042,34 @@ fn ticks_sending_entries(
     sending
 }
 
+/// Runs `ticks` heartbeat ticks on leader 1, proposing one more entry before
+/// each and delivering all but what goes to node 3, and returns, per tick
+/// (from 1) that sent node 3 entries, the tick and the range they span.
+fn blind_batches_to_node_3(
+    cluster: &mut Cluster<Recorder>,
+    ticks: u32,
+) -> Vec<(u32, RangeInclusive<Index>)> {
+    let mut batches = Vec::new();
+    for tick in 1..=ticks {
+        cluster.propose(1, u64::from(tick));
+        cluster.advance(cluster.config.heartbeat_interval);
+        let leader = cluster.nodes.get_mut(&PeerId(1)).expect("a leader runs");
+        leader.on_timer(cluster.now, TimerKind::Heartbeat);
+        cluster.flush(PeerId(1));
+        for (_, to, message) in &cluster.in_flight {
+            if let Message::AppendEntries { prev, entries, .. } = message
+                && *to == PeerId(3)
+                && !entries.is_empty()
+            {
+                let last = Index(prev.index().0 + entries.len() as u64);
+                batches.push((tick, prev.index().next()..=last));
+            }
+        }
+        cluster.deliver_only(|_, to, _| to != PeerId(3));
+    }
+    batches
+}
+
 #[test]
 fn a_silent_follower_gets_entries_ever_more_rarely_until_it_answers() {
     let mut cluster = elected(3, 1);
@@ -1049,19 +1078,81 @@ fn a_silent_follower_gets_entries_ever_more_rarely_until_it_answers() {
         cluster.propose(1, value);
         cluster.deliver_all();
     }
+    let matched = cluster.node(3).storage().last().index();
+    let last = cluster.node(1).storage().last().index();
     // On tick 1 a probe is still in flight to node 3, so nothing more goes.
     // Tick 2 finds it stalled: from then on it is silent. Tick 2 only asks
     // whether it holds the last entry sent; entries go on the 2nd and 4th
     // tick of its silence and every 8th after. Heartbeats go every tick, but a
     // node that is down or cut off costs a batch every 8 ticks, not every tick.
-    let sending = ticks_sending_entries(&mut cluster, 3, 26, |_, _, _| true);
-    assert_eq!(sending, vec![3, 5, 9, 17, 25], "ticks sending entries");
+    // Each batch carries what the leader appended since the one before; only
+    // the 64th tick of silence goes back to what node 3 is known to hold.
+    // (Until then, on ticks 1 and 2, the pipeline sends each new entry at once.)
+    let batches = blind_batches_to_node_3(&mut cluster, 74);
+    let ticks: Vec<u32> = batches.iter().map(|(tick, _)| *tick).collect();
+    let expected: Vec<u32> = [1, 2, 3, 5]
+        .into_iter()
+        .chain((9..=73).step_by(8))
+        .collect();
+    assert_eq!(ticks, expected, "ticks sending entries");
+    let mut next = last.next();
+    for (tick, range) in &batches {
+        if *tick == 65 {
+            assert_eq!(
+                *range.start(),
+                matched.next(),
+                "tick 65 rewinds: {batches:?}"
+            );
+        } else {
+            assert_eq!(*range.start(), next, "tick {tick} resends: {batches:?}");
+        }
+        next = range.end().next();
+    }
     // Its first answer ends the silence and it catches up.
     cluster.heal_and_catch_up();
-    assert_eq!(cluster.node(3).machine().sum, (1..=10).sum::<u64>());
     assert_eq!(cluster.log_terms(3), cluster.log_terms(1));
     let sending = ticks_sending_entries(&mut cluster, 3, 4, |_, _, _| true);
     assert!(sending.is_empty(), "nothing left to send: {sending:?}");
+}
+
+#[test]
+fn a_paused_follower_receives_each_entry_once() {
+    // Node 3 is paused: everything sent to it waits, and it answers nothing.
+    // Its blind batches carry each entry once, so when it resumes and takes
+    // in what waited, in order, it holds everything and was sent nothing
+    // twice (unless the pause outlasted 64 ticks).
+    let mut cluster = elected(3, 1);
+    for value in 1..=10 {
+        cluster.propose(1, value);
+    }
+    let mut waiting: Vec<InFlight> = Vec::new();
+    let deliver_all_but_to_node_3 = |cluster: &mut Cluster<Recorder>, waiting: &mut Vec<_>| {
+        while !cluster.in_flight.is_empty() {
+            let (to_3, rest): (Vec<_>, Vec<_>) = cluster
+                .in_flight
+                .drain(..)
+                .partition(|(_, to, _)| *to == PeerId(3));
+            waiting.extend(to_3);
+            cluster.in_flight.extend(rest);
+            cluster.deliver_only(|_, _, _| true);
+        }
+    };
+    deliver_all_but_to_node_3(&mut cluster, &mut waiting);
+    for tick in 1..=12 {
+        cluster.propose(1, 100 + tick);
+        cluster.advance(cluster.config.heartbeat_interval);
+        let leader = cluster.nodes.get_mut(&PeerId(1)).expect("a leader runs");
+        leader.on_timer(cluster.now, TimerKind::Heartbeat);
+        cluster.flush(PeerId(1));
+        deliver_all_but_to_node_3(&mut cluster, &mut waiting);
+    }
+    assert!(entries_to_node_3(&waiting) > 10, "blind batches were sent");
+    cluster.in_flight.extend(waiting);
+    cluster.deliver_all();
+    cluster.heartbeat();
+    assert_eq!(cluster.log_terms(3), cluster.log_terms(1));
+    let received = cluster.node(3).entries_received();
+    assert_eq!(received.already_held, 0, "{received:?}");
 }
 
 #[test]
@@ -1076,7 +1167,7 @@ fn a_follower_whose_answers_are_lost_still_receives_what_it_lacks() {
     cluster.deliver_only(|from, to, _| from != PeerId(3) && to != PeerId(3));
     assert_ne!(cluster.log_terms(3), cluster.log_terms(1));
     let from_three = |from: PeerId, _: PeerId, _: &Message<u64>| from != PeerId(3);
-    let sending = ticks_sending_entries(&mut cluster, 3, 10, from_three);
+    let sending = ticks_sending_entries(&mut cluster, 3, 66, from_three);
     assert!(!sending.is_empty(), "the leader gave up on node 3");
     assert_eq!(cluster.log_terms(3), cluster.log_terms(1));
 }
@@ -1328,8 +1419,8 @@ type InFlight = (PeerId, PeerId, Message<u64>);
 /// A leader with batches of 4 entries in a window of 64, node 3 a follower
 /// whose traffic (both ways) `held` keeps back, in order, while 20 entries
 /// and `ticks` heartbeat ticks go by: the second tick finds node 3 stalled and
-/// asks whether it holds the last entry sent; the third, still unanswered,
-/// rewinds to its match and sends a probe batch from there.
+/// asks whether it holds the last entry sent; the 65th, the 64th of its
+/// silence, rewinds to its match and sends a probe batch from there.
 fn stalled_behind_a_slow_link(ticks: usize) -> (Cluster<Recorder>, Vec<InFlight>) {
     let mut cluster = elected_with_small_batches();
     let mut held = Vec::new();
@@ -1410,12 +1501,12 @@ fn a_follower_that_lacks_the_tip_checked_is_sent_what_it_lacks() {
 
 #[test]
 fn after_a_stall_a_follower_that_answers_is_not_sent_again_what_is_on_its_way() {
-    // Node 3's link was only slow, and slower than two ticks: the check of
-    // the tip went unanswered too, and the third tick rewound and sent one
+    // Node 3's link was only slow, and slower than 65 ticks: the check of
+    // the tip went unanswered too, and the 65th tick rewound and sent one
     // probe batch again. Everything held arrives, in order; the first answer
     // after the stall moves the leader back past what it had sent, so node 3
     // receives the window once, not twice.
-    let (mut cluster, held) = stalled_behind_a_slow_link(3);
+    let (mut cluster, held) = stalled_behind_a_slow_link(65);
     let sent = entries_to_node_3(&held);
     assert!(
         sent >= 21,
@@ -1438,7 +1529,7 @@ fn a_resume_that_skipped_lost_entries_is_mended_by_the_next_heartbeat() {
     // the stall arrives. Its answer resumes the leader past the lost window,
     // and the next heartbeat checks the last entry it skipped: node 3 lacks
     // it, refuses, and is sent what it lacks.
-    let (mut cluster, held) = stalled_behind_a_slow_link(3);
+    let (mut cluster, held) = stalled_behind_a_slow_link(65);
     let probe = last_to_node_3(held, |message| {
         matches!(message, Message::AppendEntries { prev, entries, .. }
             if prev.index() <= Index(1) && !entries.is_empty())
