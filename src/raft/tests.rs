@@ -1544,3 +1544,27 @@ fn a_resume_that_skipped_lost_entries_is_mended_by_the_next_heartbeat() {
     cluster.heartbeat();
     assert_eq!(cluster.log_terms(3), cluster.log_terms(1));
 }
+
+#[test]
+fn a_peer_is_found_among_consecutive_and_scattered_ids_alike() {
+    use super::node::position_in;
+    let ids = |list: &[u64]| list.iter().copied().map(PeerId).collect::<Vec<_>>();
+    for list in [
+        &[][..],
+        &[1],
+        &[1, 2, 3, 4, 5],
+        &[7, 8, 9],
+        &[1, 2, 4, 5],
+        &[3, 10, 11, 200],
+        &[u64::MAX - 1, u64::MAX],
+    ] {
+        let ids = ids(list);
+        for probe in (0..13).chain([199, 200, 201, u64::MAX - 2, u64::MAX - 1, u64::MAX]) {
+            assert_eq!(
+                position_in(&ids, PeerId(probe)),
+                ids.binary_search(&PeerId(probe)).ok(),
+                "{probe} in {list:?}"
+            );
+        }
+    }
+}
