@@ -221,8 +221,8 @@ pub(super) fn position_in(ids: &[PeerId], id: PeerId) -> Option<usize> {
 }
 
 /// Every follower's [`Progress`], in the order of their ids: a leader's
-/// lookups by id are a subtraction (see [`position_in`]) or a binary search, and walks go in
-/// id order, as they would over a `BTreeMap`.
+/// lookups by id are a subtraction or a binary search (see [`position_in`]),
+/// and walks go in id order, as they would over a `BTreeMap`.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Followers {
     ids: Vec<PeerId>,

@@ -1111,6 +1111,8 @@ fn a_silent_follower_gets_entries_ever_more_rarely_until_it_answers() {
     // Its first answer ends the silence and it catches up.
     cluster.heal_and_catch_up();
     assert_eq!(cluster.log_terms(3), cluster.log_terms(1));
+    let applied = (1..=10).chain(1..=74).sum::<u64>();
+    assert_eq!(cluster.node(3).machine().sum, applied);
     let sending = ticks_sending_entries(&mut cluster, 3, 4, |_, _, _| true);
     assert!(sending.is_empty(), "nothing left to send: {sending:?}");
 }
