@@ -166,8 +166,10 @@ pub(super) struct Progress {
     /// before it were more likely overtaken than lost). Held: nothing is
     /// resent. Refused: the refusal rewinds to what the follower lacks,
     /// within a round trip. Unanswered: the follower is silent, and blind
-    /// batches follow (see `silent_ticks`). Until an answer to it (or any
-    /// acceptance) comes, no entries go.
+    /// batches follow (see `silent_ticks`). Until an answer to it (or an
+    /// acceptance that reaches the checked entry) comes, no entries go: an
+    /// answer to an older message says nothing about that entry, and ending
+    /// the check on one resent what was still on its way.
     pub checking_tip: bool,
 }
 

@@ -395,10 +395,14 @@ where
         progress.acked_round = acked_round;
         match (result, rewind) {
             (Ok(match_index), _) => {
-                progress.probing = false;
-                progress.checking_tip = false;
-                progress.probe_prev = None;
                 let match_index = match_index.min(last);
+                // An answer to something sent before a check of the tip says
+                // nothing about the entry checked unless it reaches that far.
+                if !progress.checking_tip || match_index >= progress.next_index.prev() {
+                    progress.probing = false;
+                    progress.checking_tip = false;
+                    progress.probe_prev = None;
+                }
                 if match_index > progress.match_index {
                     // A match at or below the commit index cannot move it: no
                     // quorum count above the commit index changed.

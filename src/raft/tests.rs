@@ -1570,3 +1570,67 @@ fn a_peer_is_found_among_consecutive_and_scattered_ids_alike() {
         }
     }
 }
+
+#[test]
+fn an_answer_older_than_a_check_of_the_tip_does_not_end_it() {
+    // Four AppendEntries go to node 2, one entry each; the third overtakes the
+    // second and is refused as a gap, so the leader checks whether node 2
+    // holds what the refused one followed. The answer to the first comes
+    // next: it says nothing about that entry, so the leader still sends no
+    // entries (it used to end the check and resend from the gap what was
+    // still on its way). The second and fourth arrive, the check is
+    // answered, and node 2 ends with every entry, none received twice.
+    let mut cluster = elected(3, 1);
+    for value in [10, 11, 12, 13] {
+        cluster.propose(1, value);
+    }
+    let appends: Vec<Message<u64>> = cluster
+        .in_flight
+        .drain(..)
+        .filter(|(_, to, message)| {
+            *to == PeerId(2)
+                && matches!(message, Message::AppendEntries { entries, .. } if !entries.is_empty())
+        })
+        .map(|(_, _, message)| message)
+        .collect();
+    assert_eq!(appends.len(), 4, "pipelined: {appends:?}");
+    let to_follower = |cluster: &mut Cluster<Recorder>, message: &Message<u64>| {
+        let follower = cluster.nodes.get_mut(&PeerId(2)).expect("running");
+        follower.on_message(cluster.now, PeerId(1), message.clone());
+        cluster.flush(PeerId(2));
+        let answers: Vec<InFlight> = cluster.in_flight.drain(..).collect();
+        assert_eq!(answers.len(), 1, "{answers:?}");
+        answers.into_iter().next().expect("one").2
+    };
+    let to_leader = |cluster: &mut Cluster<Recorder>, message: Message<u64>| {
+        let leader = cluster.nodes.get_mut(&PeerId(1)).expect("running");
+        leader.on_message(cluster.now, PeerId(2), message);
+        cluster.flush(PeerId(1));
+        entries_in_flight_to(cluster, 2)
+    };
+    let first = to_follower(&mut cluster, &appends[0]);
+    let gap = to_follower(&mut cluster, &appends[2]);
+    assert!(
+        matches!(gap, Message::AppendEntriesResponse { result: Err(_), .. }),
+        "{gap:?}"
+    );
+    assert_eq!(to_leader(&mut cluster, gap), 0, "a gap is checked first");
+    let check: Vec<InFlight> = cluster.in_flight.drain(..).collect();
+    assert_eq!(
+        to_leader(&mut cluster, first),
+        0,
+        "an older answer ended the check"
+    );
+    cluster.in_flight.clear();
+    let answers: Vec<InFlight> = [&appends[1], &appends[3]]
+        .into_iter()
+        .map(|message| (PeerId(2), PeerId(1), to_follower(&mut cluster, message)))
+        .collect();
+    cluster.in_flight.extend(answers);
+    cluster.in_flight.extend(check);
+    cluster.deliver_all();
+    cluster.heartbeat();
+    assert_eq!(cluster.log_terms(2), cluster.log_terms(1));
+    let received = cluster.node(2).entries_received();
+    assert_eq!(received.already_held, 0, "{received:?}");
+}
