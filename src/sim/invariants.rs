@@ -207,15 +207,28 @@ impl Invariants {
         }
     }
 
-    /// Whether `node`'s log holds the whole committed log, for the end-of-run check.
-    pub(crate) fn holds_committed(&self, node: PeerId) -> bool {
-        let committed = self.committed_index();
-        committed.is_zero()
-            || self
-                .mirrors
-                .get(slot(node))
-                .and_then(|mirror| mirror.chain_at(committed))
-                == Some(self.committed[committed.0 as usize - 1])
+    /// How much of the committed log `node`'s log holds: the last index
+    /// through which the two agree, for the end-of-run check. A chain hash
+    /// stands for its whole prefix, so agreement at an index means agreement
+    /// before it, and a binary search finds the last.
+    pub(crate) fn committed_held_through(&self, node: PeerId) -> Index {
+        let Some(mirror) = self.mirrors.get(slot(node)) else {
+            return Index::ZERO;
+        };
+        let agrees = |length: usize| {
+            length == 0 || mirror.chain_at(Index(length as u64)) == Some(self.committed[length - 1])
+        };
+        // `low` agrees, `high + 1` does not (or is past the committed log).
+        let (mut low, mut high) = (0, self.committed.len());
+        while low < high {
+            let middle = low + (high - low).div_ceil(2);
+            if agrees(middle) {
+                low = middle;
+            } else {
+                high = middle - 1;
+            }
+        }
+        Index(low as u64)
     }
 }
 
@@ -312,8 +325,24 @@ mod tests {
         assert!(observe(&mut invariants, 1, &log(&entries), 3).is_empty());
         assert!(observe(&mut invariants, 2, &log(&entries[..2]), 2).is_empty());
         assert_eq!(invariants.committed_index(), Index(3));
-        assert!(invariants.holds_committed(PeerId(1)));
-        assert!(!invariants.holds_committed(PeerId(2)));
+        assert_eq!(invariants.committed_held_through(PeerId(1)), Index(3));
+        assert_eq!(invariants.committed_held_through(PeerId(2)), Index(2));
+        assert_eq!(invariants.committed_held_through(PeerId(3)), Index::ZERO);
+    }
+
+    #[test]
+    fn the_committed_log_is_held_through_where_a_log_leaves_it() {
+        let mut invariants = Invariants::default();
+        let committed = [(1, 10), (1, 11), (1, 12), (1, 13)];
+        assert!(observe(&mut invariants, 1, &log(&committed), 4).is_empty());
+        // Longer, but of another term from index 2 on (uncommitted there).
+        let diverged = [(1, 10), (2, 20), (2, 21), (2, 22), (2, 23)];
+        assert!(observe(&mut invariants, 2, &log(&diverged), 1).is_empty());
+        assert!(observe(&mut invariants, 3, &log(&committed[..3]), 3).is_empty());
+        let held: Vec<Index> = (1..=4)
+            .map(|node| invariants.committed_held_through(PeerId(node)))
+            .collect();
+        assert_eq!(held, [Index(4), Index(1), Index(3), Index::ZERO]);
     }
 
     #[test]
