@@ -202,6 +202,11 @@ pub struct FailureRecord {
     /// The scenario file written for it (`explore --save-failures DIR`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario: Option<String>,
+    /// For a failure of liveness checks only: whether the same run passes
+    /// with a longer quiet period (slow) or not (stuck); see
+    /// [`slow_or_stuck`](crate::cli::explore::slow_or_stuck).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_look: Option<String>,
 }
 
 /// Campaign totals.
@@ -262,6 +267,9 @@ impl Summary {
             for failure in failures {
                 let _ = writeln!(out, "  seed {}: {}", failure.seed, failure.message);
                 let _ = writeln!(out, "    reproduce: {}", failure.reproduce);
+                if let Some(line) = &failure.second_look {
+                    let _ = writeln!(out, "    {line}");
+                }
                 if let Some(scenario) = &failure.scenario {
                     let _ = writeln!(
                         out,

@@ -45,6 +45,55 @@ fn report_without_speed(output: &Output) -> String {
         .join("\n")
 }
 
+/// A run that fails liveness checks only is run again with a longer quiet
+/// period, and the report says which it was: slow or stuck. With neither load
+/// nor quiet (`--duration 0 --quiet 0`), seed 0 ends before any election, so
+/// it has no leader; given 20 s of quiet, it elects one and passes.
+#[test]
+fn a_liveness_failure_is_told_slow_or_stuck() {
+    let cluster = ["--seed", "0", "--duration", "0", "--quiet", "0"];
+    let verdict = "slow, not stuck: with a quiet period of 20 s the same run passes \
+         (cargo run --release -- replay --seed 0 --nodes 5 --clients 5 --workload kv \
+         --faults swarm --duration 0 --quiet 20)";
+    let summary = scratch("liveness.json");
+    let mut args = vec!["explore", "--summary", summary.to_str().unwrap()];
+    args.extend_from_slice(&["--seeds", "0..1", "--duration", "0", "--quiet", "0"]);
+    let output = quorate(&args);
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("[liveness] no leader at the end of the quiet period"),
+        "{report}"
+    );
+    assert!(report.contains(verdict), "{report}");
+    let summary: Summary =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(summary.failures.len(), 1);
+    assert_eq!(summary.failures[0].second_look.as_deref(), Some(verdict));
+
+    let mut args = vec!["replay", "--brief"];
+    args.extend_from_slice(&cluster);
+    let output = quorate(&args);
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(report.contains(verdict), "{report}");
+
+    // The longer run passes, so it has no second look.
+    let longer = quorate(&[
+        "replay",
+        "--brief",
+        "--seed",
+        "0",
+        "--duration",
+        "0",
+        "--quiet",
+        "20",
+    ]);
+    let report = String::from_utf8_lossy(&longer.stdout);
+    assert_eq!(longer.status.code(), Some(0), "{report}");
+    assert!(!report.contains("slow, not stuck"), "{report}");
+}
+
 #[test]
 fn two_jobs_give_the_same_per_seed_results_as_one() {
     let (one, a) = explore(&["--seeds", "0..5", "--jobs", "1"], &scratch("jobs1.json"));

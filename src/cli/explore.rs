@@ -13,7 +13,10 @@
 //! `explore` runs a campaign and prints a summary: seeds run, failures grouped
 //! by the check that failed with the command that reproduces each, simulated
 //! events per wall second and simulated time over wall time. Exit status 1 if
-//! any seed failed. Threads, shards and summaries live in [`crate::campaign`].
+//! any seed failed. A seed that fails liveness checks only gets a second look
+//! ([`slow_or_stuck`]): run again with a longer quiet period, it is slow if it
+//! passes then and stuck if not. Threads, shards and summaries live in
+//! [`crate::campaign`].
 //!
 //! `replay` runs one seed and prints its readable trace and trace hash; exit
 //! status 1 if a check fails. `--history FILE` writes its client history as
@@ -304,6 +307,71 @@ pub struct ReplayArgs {
     pub history: Option<PathBuf>,
 }
 
+/// How many times longer the quiet period of [`slow_or_stuck`]'s second run is.
+pub const LONGER_QUIET_FACTOR: u32 = 4;
+
+/// The shortest quiet period [`slow_or_stuck`]'s second run has.
+pub const LONGER_QUIET_MIN: Duration = Duration::from_secs(20);
+
+/// A second look at a run that failed liveness checks and nothing else: the
+/// same run again with a quiet period [`LONGER_QUIET_FACTOR`] times as long
+/// (at least [`LONGER_QUIET_MIN`]). If it passes then, the group was slow to
+/// converge (a quiet period too short for a long catch-up, say); if it still
+/// fails, it is stuck, which is the bug to look at. `None` for any other
+/// outcome, or if the second run cannot be made.
+pub fn slow_or_stuck(
+    cluster: &ClusterArgs,
+    subject: &Subject,
+    report: &RunReport,
+) -> Option<String> {
+    let liveness_only = report
+        .violations
+        .iter()
+        .all(|violation| violation.check == "liveness");
+    if report.passed() || !liveness_only {
+        return None;
+    }
+    let quiet = (report.config.quiet_period * LONGER_QUIET_FACTOR).max(LONGER_QUIET_MIN);
+    let (longer, reproduce) = match subject {
+        Subject::Seed(seed) => {
+            let cluster = ClusterArgs {
+                quiet: quiet.as_secs_f64(),
+                ..cluster.clone()
+            };
+            let longer = run_builtin_kept(&cluster, *seed, Keep::default()).ok()?;
+            let reproduce = reproduce_command(&longer.config, &longer.workload);
+            (longer, reproduce)
+        }
+        Subject::Scenario(scenario) => {
+            let scenario = Scenario {
+                quiet_period: quiet,
+                ..(**scenario).clone()
+            };
+            let longer = run_scenario(&scenario, Keep::default()).ok()?;
+            let reproduce = format!(
+                "the scenario with \"quiet_period\": \"{}s\"",
+                quiet.as_secs_f64()
+            );
+            (longer, reproduce)
+        }
+    };
+    Some(second_look(quiet, &longer, &reproduce))
+}
+
+/// The verdict of [`slow_or_stuck`], from the run with the longer `quiet`
+/// period and the command that reproduces it.
+fn second_look(quiet: Duration, longer: &RunReport, reproduce: &str) -> String {
+    let seconds = quiet.as_secs_f64();
+    match longer.violations.first() {
+        None => format!(
+            "slow, not stuck: with a quiet period of {seconds} s the same run passes ({reproduce})"
+        ),
+        Some(violation) => {
+            format!("stuck: with a quiet period of {seconds} s it still fails: {violation}")
+        }
+    }
+}
+
 /// Runs one seed of `cluster` with the built-in machine its workload names;
 /// with `history_edn`, the report carries the client history as Jepsen EDN.
 ///
@@ -414,11 +482,15 @@ pub fn run_explore(
         campaign::run_ordered(
             &seeds,
             jobs,
-            &|seed| run_builtin(&args.cluster, seed, false, false),
+            &|seed| {
+                let report = run_builtin(&args.cluster, seed, false, false)?;
+                let second_look = slow_or_stuck(&args.cluster, &Subject::Seed(seed), &report);
+                Ok((report, second_look))
+            },
             Duration::from_millis(200),
             &mut |seed, report| {
-                let report = match report {
-                    Ok(report) => report,
+                let (report, second_look) = match report {
+                    Ok(outcome) => outcome,
                     Err(message) => {
                         error = Some(message);
                         return ControlFlow::Break(());
@@ -436,7 +508,11 @@ pub fn run_explore(
                 });
                 if !report.passed() {
                     display.borrow_mut().clear();
-                    let _ = writeln!(out, "\n{}", report.failure_text());
+                    let _ = write!(out, "\n{}", report.failure_text());
+                    if let Some(line) = &second_look {
+                        let _ = writeln!(out, "  {line}");
+                    }
+                    let _ = writeln!(out);
                     let scenario = match (&args.save_failures, &report.scenario) {
                         (Some(directory), Some(scenario)) => {
                             let path = directory.join(format!("seed-{seed}.json"));
@@ -465,6 +541,7 @@ pub fn run_explore(
                         reproduce: reproduce_command(&report.config, &report.workload),
                         trace_hash: report.trace_hash.clone(),
                         scenario,
+                        second_look,
                     });
                 }
                 counts.set((summary.totals.seeds, summary.totals.failed));
@@ -516,9 +593,11 @@ pub fn run_replay(args: &ReplayArgs, out: &mut dyn Write) -> i32 {
         }
         subject => subject,
     });
-    let report = match subject.and_then(|subject| run_subject(&args.source.cluster, &subject, keep))
-    {
-        Ok(report) => report,
+    let (subject, report) = match subject.and_then(|subject| {
+        let report = run_subject(&args.source.cluster, &subject, keep)?;
+        Ok((subject, report))
+    }) {
+        Ok(outcome) => outcome,
         Err(message) => {
             let _ = writeln!(out, "error: {message}");
             return 2;
@@ -553,7 +632,11 @@ pub fn run_replay(args: &ReplayArgs, out: &mut dyn Write) -> i32 {
         let _ = writeln!(out, "all checks passed");
         0
     } else {
-        let _ = writeln!(out, "{}", report.failure_text());
+        let _ = write!(out, "{}", report.failure_text());
+        if let Some(line) = slow_or_stuck(&args.source.cluster, &subject, &report) {
+            let _ = writeln!(out, "  {line}");
+        }
+        let _ = writeln!(out);
         1
     }
 }
@@ -561,6 +644,41 @@ pub fn run_replay(args: &ReplayArgs, out: &mut dyn Write) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The two verdicts of a second look, from real runs: one with neither
+    /// load nor quiet (no leader yet), one with ten seconds of quiet.
+    #[test]
+    fn a_second_look_tells_slow_from_stuck() {
+        let cluster = |quiet: f64| ClusterArgs {
+            nodes: 3,
+            workload: WorkloadKind::Kv,
+            faults: FaultPreset::None,
+            duration: 0.0,
+            quiet,
+            clients: 1,
+            #[cfg(feature = "flaws")]
+            flaws: Vec::new(),
+        };
+        let unfinished = run_builtin(&cluster(0.0), 0, false, false).unwrap();
+        assert_eq!(unfinished.failed_check(), Some("liveness"));
+        let finished = run_builtin(&cluster(10.0), 0, false, false).unwrap();
+        assert!(finished.passed(), "{}", finished.failure_text());
+        let quiet = Duration::from_secs(20);
+        assert_eq!(
+            second_look(quiet, &finished, "CMD"),
+            "slow, not stuck: with a quiet period of 20 s the same run passes (CMD)"
+        );
+        assert_eq!(
+            second_look(quiet, &unfinished, "CMD"),
+            "stuck: with a quiet period of 20 s it still fails: \
+             [liveness] no leader at the end of the quiet period"
+        );
+        // A run that passed, or failed another check, gets no second look.
+        assert_eq!(
+            slow_or_stuck(&cluster(10.0), &Subject::Seed(0), &finished),
+            None
+        );
+    }
 
     #[test]
     fn seed_ranges_parse_and_refuse_nonsense() {
