@@ -38,6 +38,7 @@ use crate::campaign::{
     self, CampaignKey, FailureRecord, Progress, SeedRun, Shard, Summary, Totals,
 };
 use crate::examples::{Counter, KvStore, Register};
+use crate::sim::config::second_look_quiet_period;
 use crate::sim::scenario::Scenario;
 use crate::sim::workload::{
     CounterWorkload, KvWorkload, RegisterWorkload, SimMachine, Workload, WorkloadKind,
@@ -307,18 +308,11 @@ pub struct ReplayArgs {
     pub history: Option<PathBuf>,
 }
 
-/// How many times longer the quiet period of [`slow_or_stuck`]'s second run is.
-pub const LONGER_QUIET_FACTOR: u32 = 4;
-
-/// The shortest quiet period [`slow_or_stuck`]'s second run has.
-pub const LONGER_QUIET_MIN: Duration = Duration::from_secs(20);
-
 /// A second look at a run that failed liveness checks and nothing else: the
-/// same run again with a quiet period [`LONGER_QUIET_FACTOR`] times as long
-/// (at least [`LONGER_QUIET_MIN`]). If it passes then, the group was slow to
-/// converge (a quiet period too short for a long catch-up, say); if it still
-/// fails, it is stuck, which is the bug to look at. `None` for any other
-/// outcome, or if the second run cannot be made.
+/// same run again with a longer quiet period
+/// ([`second_look_quiet_period`]). If it passes then, the group was slow to
+/// converge; if it still fails, it is stuck, which is the bug to look at.
+/// `None` for any other outcome, or if the second run cannot be made.
 pub fn slow_or_stuck(
     cluster: &ClusterArgs,
     subject: &Subject,
@@ -331,7 +325,7 @@ pub fn slow_or_stuck(
     if report.passed() || !liveness_only {
         return None;
     }
-    let quiet = (report.config.quiet_period * LONGER_QUIET_FACTOR).max(LONGER_QUIET_MIN);
+    let quiet = second_look_quiet_period(report.config.quiet_period);
     let (longer, reproduce) = match subject {
         Subject::Seed(seed) => {
             let cluster = ClusterArgs {

@@ -7,8 +7,9 @@
 //! quorate shrink --fuzz-input FILE [--flaw NAME] [--out FILE]
 //! ```
 //!
-//! It prints each reduction as it is accepted, the sizes before and after, and
-//! writes the minimal scenario (default `shrunk-seed-N.json`), ready for
+//! It prints each reduction as it is accepted, the sizes before and after
+//! (for a liveness failure, whether it is stuck or only slow: see
+//! [`crate::sim::shrink`]), and writes the minimal scenario (default `shrunk-seed-N.json`), ready for
 //! `quorate replay --scenario` or for `corpus/regressions/`.
 
 use std::io::Write;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::explore::{Keep, RunSource, run_scenario, run_subject, save_scenario};
+use crate::sim::config::second_look_quiet_period;
 use crate::sim::scenario::Scenario;
 use crate::sim::shrink::{Failure, shrink};
 
@@ -116,6 +118,23 @@ pub fn run_shrink(args: &ShrinkArgs, out: &mut dyn Write) -> i32 {
     }
     for step in &shrunk.steps {
         let _ = writeln!(out, "  {step}");
+    }
+    let longer = second_look_quiet_period(failing.quiet_period).as_secs_f64();
+    match shrunk.stuck {
+        Some(true) => {
+            let _ = writeln!(
+                out,
+                "stuck: it fails with a quiet period of {longer} s too, and so does every reduction kept"
+            );
+        }
+        Some(false) => {
+            let _ = writeln!(
+                out,
+                "slow, not stuck: with a quiet period of {longer} s it passes, so the shrunk \
+                 scenario shows a group slow to converge, not one that never does"
+            );
+        }
+        None => {}
     }
     let mut scenario = shrunk.scenario;
     scenario.comment = if args.comment.is_empty() {

@@ -346,3 +346,11 @@ impl SimConfig {
         }
     }
 }
+
+/// The quiet period of a second look at a run that failed liveness checks:
+/// four times its own, and at least 20 s. A run that passes with it was only
+/// slow to converge (a catch-up longer than its quiet period, say); one that
+/// still fails is stuck, which is the bug.
+pub fn second_look_quiet_period(quiet_period: Duration) -> Duration {
+    (quiet_period * 4).max(Duration::from_secs(20))
+}

@@ -7,12 +7,20 @@
 //! a candidate is kept when it fails the *same* check (a shrink that turns a
 //! linearizability failure into a liveness failure is a different bug).
 //!
+//! A liveness failure is a special case: a shorter run, or one with a fault
+//! less, can fail liveness only because its group is slow to converge within
+//! the quiet period, which says nothing of the original. So if the original is
+//! stuck (it fails liveness with a much longer quiet period too,
+//! [`second_look_quiet_period`]), a candidate is kept only if it is stuck as
+//! well: if it fails liveness with that same longer quiet period.
+//!
 //! Shrinking is deterministic: the same scenario gives the same minimal scenario,
 //! since every run is deterministic and the candidates are tried in a fixed
 //! order. A budget of runs bounds the time it takes.
 
 use core::time::Duration;
 
+use super::config::second_look_quiet_period;
 use super::faults::{FaultAction, ScheduledFault, Target};
 use super::scenario::Scenario;
 use super::seconds;
@@ -28,6 +36,10 @@ pub struct Shrunk {
     pub runs: usize,
     /// Whether the run budget ran out before no reduction was left.
     pub budget_exhausted: bool,
+    /// For a liveness failure: whether the original is stuck (it fails with
+    /// a much longer quiet period too), so that every reduction kept is.
+    /// `None` for other checks.
+    pub stuck: Option<bool>,
 }
 
 /// How a run failed: its first failed check, and when, if the check fired
@@ -49,9 +61,12 @@ pub fn shrink(
     runs_max: usize,
     run: &mut dyn FnMut(&Scenario) -> Option<Failure>,
 ) -> Shrunk {
+    let longer_quiet = second_look_quiet_period(failing.quiet_period);
     let mut shrinker = Shrinker {
         best: failing,
         check: check.to_owned(),
+        stuck: None,
+        longer_quiet,
         failed_at: None,
         steps: Vec::new(),
         runs: 0,
@@ -64,6 +79,10 @@ pub fn shrink(
     shrinker.failed_at = (shrinker.run)(&shrinker.best)
         .filter(|failure| failure.check == check)
         .and_then(|failure| failure.at);
+    if check == LIVENESS {
+        let original = shrinker.best.clone();
+        shrinker.stuck = Some(shrinker.stuck(&original));
+    }
     shrinker.cut_after_failure();
     loop {
         let before = shrinker.steps.len();
@@ -79,6 +98,7 @@ pub fn shrink(
         }
     }
     Shrunk {
+        stuck: shrinker.stuck,
         budget_exhausted: shrinker.exhausted(),
         scenario: shrinker.best,
         steps: shrinker.steps,
@@ -86,9 +106,19 @@ pub fn shrink(
     }
 }
 
+/// The check that [`second_look_quiet_period`] tells slow from stuck.
+const LIVENESS: &str = "liveness";
+
 struct Shrinker<'a> {
     best: Scenario,
     check: String,
+    /// Whether the original fails liveness even with a much longer quiet
+    /// period, so candidates must too (`None` for other checks).
+    stuck: Option<bool>,
+    /// That longer quiet period: the original's second look, the same for
+    /// every candidate (one whose own quiet period was halved is not let off
+    /// with a shorter one).
+    longer_quiet: Duration,
     /// When the best scenario's run fails, if during the run.
     failed_at: Option<Duration>,
     steps: Vec<String>,
@@ -109,7 +139,10 @@ impl Shrinker<'_> {
         }
         self.runs += 1;
         match (self.run)(&candidate) {
-            Some(failure) if failure.check == self.check => {
+            Some(failure)
+                if failure.check == self.check
+                    && (self.stuck != Some(true) || self.stuck(&candidate)) =>
+            {
                 self.steps.push(step());
                 self.best = candidate;
                 self.failed_at = failure.at;
@@ -117,6 +150,17 @@ impl Shrinker<'_> {
             }
             _ => false,
         }
+    }
+
+    /// Whether `scenario` still fails liveness with the original's much
+    /// longer quiet period (one run more).
+    fn stuck(&mut self, scenario: &Scenario) -> bool {
+        let longer = Scenario {
+            quiet_period: self.longer_quiet,
+            ..scenario.clone()
+        };
+        self.runs += 1;
+        (self.run)(&longer).is_some_and(|failure| failure.check == LIVENESS)
     }
 
     /// Ends the run just after its failure, with a short quiet period: the
@@ -462,6 +506,39 @@ mod tests {
         let shrunk = shrink(original.clone(), "safety", 1_000, &mut run);
         assert_eq!(shrunk.scenario, original);
         assert!(shrunk.steps.is_empty());
+    }
+
+    /// A stuck liveness failure shrinks to one that is stuck too, not to one
+    /// that only fails for want of quiet time.
+    #[test]
+    fn a_stuck_liveness_failure_shrinks_to_a_stuck_one() {
+        // The crash of node 1 hangs the group for good; any crash at all slows
+        // it past a quiet period under 25 s.
+        let crash_of = |scenario: &Scenario, node: u64| {
+            scenario.faults.iter().any(|fault| {
+                fault.action == FaultAction::Crash(Target::Node(crate::id::PeerId(node)))
+            })
+        };
+        let mut run = |scenario: &Scenario| {
+            let stuck = crash_of(scenario, 1);
+            let slow =
+                !scenario.faults.is_empty() && scenario.quiet_period < Duration::from_secs(25);
+            (stuck || slow).then(|| failure("liveness"))
+        };
+        let mut original = scenario(5, 0);
+        original.quiet_period = Duration::from_secs(10);
+        let shrunk = shrink(original.clone(), "liveness", 1_000, &mut run);
+        assert_eq!(shrunk.stuck, Some(true));
+        assert_eq!(shrunk.scenario.faults.len(), 1, "{:?}", shrunk.steps);
+        assert!(crash_of(&shrunk.scenario, 1), "{:?}", shrunk.steps);
+
+        // Without node 1's crash the failure is only slow, and shrinks as any
+        // other (to a single crash, whichever).
+        original.faults.remove(0);
+        let shrunk = shrink(original, "liveness", 1_000, &mut run);
+        assert_eq!(shrunk.stuck, Some(false));
+        assert_eq!(shrunk.scenario.faults.len(), 1, "{:?}", shrunk.steps);
+        assert!(!crash_of(&shrunk.scenario, 1));
     }
 
     #[test]
