@@ -283,7 +283,7 @@ fn a_message_storm_is_stopped_and_named() {
     let report = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{report}");
     assert!(
-        report.contains("message storm: over 75776 events in flight, "),
+        report.contains("[message storm] 1 seed(s):\n  seed 6: over 75776 events in flight, "),
         "seed 6 no longer storms; if the engine changed, find another seed \
          with `quorate explore --flaw resend-at-match --seeds 0..100`:\n{report}"
     );

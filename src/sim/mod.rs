@@ -78,8 +78,10 @@ const LINEARIZABILITY_CACHE_MAX: usize = 2_000_000;
 /// A check that failed, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
-    /// Which check: `safety`, `linearizability`, `weak reads`, `liveness`,
-    /// `group isolation`, `panic`.
+    /// Which check: `safety` (Raft's properties), `engine` (the engine's own
+    /// consistency, its storage, the encoding of what it sends), `message
+    /// storm`, `livelock`, `linearizability`, `weak reads`, `liveness`, `group
+    /// isolation`, `panic`.
     pub check: String,
     /// The explanation.
     pub message: String,
@@ -429,8 +431,8 @@ fn run_world<M: SimMachine>(simulation: Simulation<M>) -> (RunReport, Option<Nod
     let mut violations: Vec<Violation> = world
         .violations
         .iter()
-        .map(|(at, message)| Violation {
-            check: "safety".into(),
+        .map(|(at, check, message)| Violation {
+            check: (*check).into(),
             message: message.clone(),
             at: Some(*at),
         })

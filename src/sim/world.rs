@@ -330,7 +330,9 @@ pub(crate) struct World<M: SimMachine> {
     /// For each weak read in the history: the node and incarnation that answered.
     pub weak_read_sources: BTreeMap<usize, (u64, u64)>,
     invariants: Invariants,
-    pub violations: Vec<(Instant, String)>,
+    /// Violations found during the run: when, which check (see
+    /// [`Violation::check`](super::Violation::check)) and why.
+    pub violations: Vec<(Instant, &'static str, String)>,
     pub stats: RunStats,
     effects: Vec<Effect<M>>,
     deliveries: Vec<Delivery>,
@@ -705,9 +707,8 @@ impl<M: SimMachine> World<M> {
                 if events_at_this_instant > EVENTS_PER_INSTANT_MAX {
                     self.violations.push((
                         time,
-                        format!(
-                            "livelock: over {EVENTS_PER_INSTANT_MAX} events without time advancing"
-                        ),
+                        "livelock",
+                        format!("over {EVENTS_PER_INSTANT_MAX} events without time advancing"),
                     ));
                     break;
                 }
@@ -724,7 +725,8 @@ impl<M: SimMachine> World<M> {
                     .unwrap_or_default();
                 self.violations.push((
                     time,
-                    format!("message storm: over {pending_max} events in flight{busiest}"),
+                    "message storm",
+                    format!("over {pending_max} events in flight{busiest}"),
                 ));
             }
             if !self.violations.is_empty() {
@@ -891,12 +893,15 @@ impl<M: SimMachine> World<M> {
             host.granted = Some((vote_after.current_term, candidate));
         }
         if let Err(error) = node.flush(local, &mut self.effects) {
-            self.violations
-                .push((self.now, format!("{}: storage failed: {error}", host.id)));
+            self.violations.push((
+                self.now,
+                "engine",
+                format!("{}: storage failed: {error}", host.id),
+            ));
         }
         if let Err(violation) = node.check_invariants() {
             self.violations
-                .push((self.now, format!("{}: {violation}", host.id)));
+                .push((self.now, "engine", format!("{}: {violation}", host.id)));
         }
         let status = node.status();
         let previous = host.last_status.replace(status);
@@ -908,7 +913,7 @@ impl<M: SimMachine> World<M> {
             .invariants
             .observe(host.id, &status, became_leader, node.storage());
         for violation in found {
-            self.violations.push((self.now, violation));
+            self.violations.push((self.now, "safety", violation));
         }
         if became_leader && self.doomed.is_none() {
             if let Some(messages) = self.crash_next_leader.take() {
@@ -925,6 +930,7 @@ impl<M: SimMachine> World<M> {
             let node = self.hosts[position].id;
             self.violations.push((
                 self.now,
+                "safety",
                 format!(
                     "{node}: commit index went back from {} to {}",
                     previous.commit_index, status.commit_index
@@ -937,7 +943,7 @@ impl<M: SimMachine> World<M> {
             && status.role == Role::Leader
             && let Some(violation) = self.commit_can_be_lost(position, status.commit_index)
         {
-            self.violations.push((self.now, violation));
+            self.violations.push((self.now, "safety", violation));
         }
         if committed && self.doomed == Some((position, Doom::FirstCommit)) {
             self.doomed = Some((position, Doom::Messages(0)));
@@ -1112,6 +1118,7 @@ impl<M: SimMachine> World<M> {
                 }
                 Err(error) => self.violations.push((
                     self.now,
+                    "engine",
                     format!("{from}: a message does not encode: {error}"),
                 )),
             }
@@ -1394,6 +1401,7 @@ impl<M: SimMachine> World<M> {
         {
             self.violations.push((
                 self.now,
+                "safety",
                 format!(
                     "vote durability: {} granted its vote in term {term} to {candidate}, \
                      but after a crash its storage holds term {} and vote {}",
