@@ -9,8 +9,9 @@
 //!
 //! It prints each reduction as it is accepted, the sizes before and after
 //! (for a liveness failure, whether it is stuck or only slow: see
-//! [`crate::sim::shrink`]), and writes the minimal scenario (default `shrunk-seed-N.json`), ready for
-//! `quorate replay --scenario` or for `corpus/regressions/`.
+//! [`crate::sim::shrink`]), and writes the minimal scenario (default
+//! `shrunk-seed-N.json`), ready for `quorate replay --scenario` or for
+//! `corpus/regressions/`.
 
 use std::io::Write;
 use std::path::PathBuf;
