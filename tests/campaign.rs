@@ -94,6 +94,30 @@ fn a_liveness_failure_is_told_slow_or_stuck() {
     assert!(!report.contains("slow, not stuck"), "{report}");
 }
 
+/// A liveness bug is told stuck: with the planted flaw keep-next-on-conflict,
+/// a leader never repairs a follower whose log diverged, and seed 3's n3
+/// applies nothing, however long the quiet period.
+#[cfg(feature = "flaws")]
+#[test]
+fn a_stuck_follower_is_told_stuck() {
+    let output = quorate(&[
+        "explore",
+        "--seeds",
+        "3..4",
+        "--flaw",
+        "keep-next-on-conflict",
+    ]);
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains(
+            "stuck: with a quiet period of 40 s it still fails: [liveness] replicas did not converge"
+        ),
+        "seed 3 is no longer stuck; if the engine changed, find another seed with \
+         `quorate explore --flaw keep-next-on-conflict`:\n{report}"
+    );
+}
+
 #[test]
 fn two_jobs_give_the_same_per_seed_results_as_one() {
     let (one, a) = explore(&["--seeds", "0..5", "--jobs", "1"], &scratch("jobs1.json"));

@@ -13,6 +13,7 @@
 //! | `truncate-committed` | §5.3: on a conflict, truncate back through committed entries |
 //! | `quorum-of-reachable` | count majorities of the peers heard from lately, not of the configured voters (mosaik's rule) |
 //! | `apply-duplicates` | thesis §6.3: apply a retried proposal again |
+//! | `keep-next-on-conflict` | §5.3: on a refusal for a conflicting term, keep sending from where the leader was, never backing up to repair the follower's log: a liveness bug (the follower is stuck), found by the end-of-run checks |
 //! | `resend-at-match` | answer a refusal at or below a follower's match index, or an answer that does not move it, with a resend at once: each such answer begets another, an endless ping-pong, and each duplicated message starts one more, a message storm |
 
 use core::fmt;
@@ -40,11 +41,13 @@ pub enum Flaw {
     /// Answer a refusal at or below the match index, or an answer that does
     /// not move it, with a resend at once.
     ResendAtMatch,
+    /// On a refusal for a conflicting term, keep `next_index` where it was.
+    KeepNextOnConflict,
 }
 
 impl Flaw {
     /// Every flaw with its name.
-    pub const ALL: [(&'static str, Self); 8] = [
+    pub const ALL: [(&'static str, Self); 9] = [
         ("commit-by-counting", Self::CommitByCounting),
         ("vote-without-log-check", Self::VoteWithoutLogCheck),
         ("reply-before-sync", Self::ReplyBeforeSync),
@@ -53,6 +56,7 @@ impl Flaw {
         ("quorum-of-reachable", Self::QuorumOfReachable),
         ("apply-duplicates", Self::ApplyDuplicates),
         ("resend-at-match", Self::ResendAtMatch),
+        ("keep-next-on-conflict", Self::KeepNextOnConflict),
     ];
 
     const fn bit(self) -> u32 {

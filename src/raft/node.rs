@@ -33,6 +33,7 @@ pub(super) enum Flaw {
     QuorumOfReachable,
     ApplyDuplicates,
     ResendAtMatch,
+    KeepNextOnConflict,
 }
 
 /// The log entry type of machine `M`.

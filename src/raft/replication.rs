@@ -373,6 +373,7 @@ where
         let last = self.last_log.index();
         let commit_index = self.commit_index;
         let resend_at_match = self.flaw(Flaw::ResendAtMatch);
+        let keep_next_on_conflict = self.flaw(Flaw::KeepNextOnConflict);
         let rewind = match result {
             Ok(_) => None,
             Err(hint) => Some(self.rewind_target(hint)),
@@ -475,7 +476,7 @@ where
                         if hint.refused_prev < progress.next_index {
                             progress.next_index = hint.refused_prev.next();
                         }
-                    } else {
+                    } else if !(keep_next_on_conflict && hint.conflict_term.is_some()) {
                         // Never below what is known to match, never past the end.
                         let target = target.max(progress.match_index.next()).min(last.next());
                         if target < progress.next_index {
