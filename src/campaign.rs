@@ -21,6 +21,8 @@ use std::sync::mpsc;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
+use crate::cli::explore;
+
 /// One slice of a seed range: seed `s` belongs to shard `s % count`; this is
 /// shard `index` (0-based). Written `i/n` on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -263,7 +265,24 @@ impl Summary {
             groups.entry(&failure.check).or_default().push(failure);
         }
         for (check, failures) in &groups {
-            let _ = writeln!(out, "\n[{check}] {} seed(s):", failures.len());
+            let looked = |verdict: &str| {
+                failures
+                    .iter()
+                    .filter(|failure| {
+                        failure
+                            .second_look
+                            .as_deref()
+                            .is_some_and(|line| line.starts_with(verdict))
+                    })
+                    .count()
+            };
+            let (slow, stuck) = (looked(explore::SLOW), looked(explore::STUCK));
+            let verdicts = if slow + stuck > 0 {
+                format!(" ({stuck} stuck, {slow} only slow)")
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "\n[{check}] {} seed(s){verdicts}:", failures.len());
             for failure in failures {
                 let _ = writeln!(out, "  seed {}: {}", failure.seed, failure.message);
                 let _ = writeln!(out, "    reproduce: {}", failure.reproduce);

@@ -66,6 +66,10 @@ fn a_liveness_failure_is_told_slow_or_stuck() {
         "{report}"
     );
     assert!(report.contains(verdict), "{report}");
+    assert!(
+        report.contains("[liveness] 1 seed(s) (0 stuck, 1 only slow):"),
+        "{report}"
+    );
     let summary: Summary =
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     assert_eq!(summary.failures.len(), 1);
@@ -115,6 +119,10 @@ fn a_stuck_follower_is_told_stuck() {
         ),
         "seed 3 is no longer stuck; if the engine changed, find another seed with \
          `quorate explore --flaw keep-next-on-conflict`:\n{report}"
+    );
+    assert!(
+        report.contains("[liveness] 1 seed(s) (1 stuck, 0 only slow):"),
+        "{report}"
     );
 }
 

@@ -352,16 +352,22 @@ pub fn slow_or_stuck(
     Some(second_look(quiet, &longer, &reproduce))
 }
 
+/// How [`slow_or_stuck`]'s verdict starts when the longer run passes.
+pub const SLOW: &str = "slow, not stuck:";
+
+/// How [`slow_or_stuck`]'s verdict starts when the longer run fails too.
+pub const STUCK: &str = "stuck:";
+
 /// The verdict of [`slow_or_stuck`], from the run with the longer `quiet`
 /// period and the command that reproduces it.
 fn second_look(quiet: Duration, longer: &RunReport, reproduce: &str) -> String {
     let seconds = quiet.as_secs_f64();
     match longer.violations.first() {
-        None => format!(
-            "slow, not stuck: with a quiet period of {seconds} s the same run passes ({reproduce})"
-        ),
+        None => {
+            format!("{SLOW} with a quiet period of {seconds} s the same run passes ({reproduce})")
+        }
         Some(violation) => {
-            format!("stuck: with a quiet period of {seconds} s it still fails: {violation}")
+            format!("{STUCK} with a quiet period of {seconds} s it still fails: {violation}")
         }
     }
 }
