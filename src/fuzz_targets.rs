@@ -17,7 +17,7 @@ use crate::examples::{CounterCmd, KvCmd, KvStore, RegisterCmd};
 use crate::raft::Message;
 use crate::sim::config::second_look_quiet_period;
 use crate::sim::workload::KvWorkload;
-use crate::sim::{FaultPreset, RunReport, SimConfig, Simulation};
+use crate::sim::{FaultPreset, LIVENESS, RunReport, SimConfig, Simulation};
 
 /// A fuzz target: panics on the bytes of a bug.
 pub type Target = fn(&[u8]);
@@ -101,7 +101,7 @@ fn only_slow(report: &RunReport, longer: impl FnOnce() -> RunReport) -> bool {
     report
         .violations
         .iter()
-        .all(|violation| violation.check == "liveness")
+        .all(|violation| violation.check == LIVENESS)
         && longer().passed()
 }
 

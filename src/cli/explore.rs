@@ -43,7 +43,7 @@ use crate::sim::scenario::Scenario;
 use crate::sim::workload::{
     CounterWorkload, KvWorkload, RegisterWorkload, SimMachine, Workload, WorkloadKind,
 };
-use crate::sim::{FaultPreset, RunReport, SimConfig, Simulation, reproduce_command};
+use crate::sim::{FaultPreset, LIVENESS, RunReport, SimConfig, Simulation, reproduce_command};
 
 /// A range of seeds, written `A..B` (B excluded) or a single `A`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,7 +321,7 @@ pub fn slow_or_stuck(
     let liveness_only = report
         .violations
         .iter()
-        .all(|violation| violation.check == "liveness");
+        .all(|violation| violation.check == LIVENESS);
     if report.passed() || !liveness_only {
         return None;
     }

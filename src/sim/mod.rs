@@ -75,6 +75,11 @@ use world::World;
 /// Memory bound of the linearizability search per partition, in cached states.
 const LINEARIZABILITY_CACHE_MAX: usize = 2_000_000;
 
+/// The name of the end-of-run liveness checks ([`Violation::check`]): a
+/// failure of these alone gets a second look with a longer quiet period
+/// ([`config::second_look_quiet_period`]).
+pub const LIVENESS: &str = "liveness";
+
 /// A check that failed, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {

@@ -20,6 +20,7 @@
 
 use core::time::Duration;
 
+use super::LIVENESS;
 use super::config::second_look_quiet_period;
 use super::faults::{FaultAction, ScheduledFault, Target};
 use super::scenario::Scenario;
@@ -105,9 +106,6 @@ pub fn shrink(
         runs: shrinker.runs,
     }
 }
-
-/// The check that [`second_look_quiet_period`] tells slow from stuck.
-const LIVENESS: &str = "liveness";
 
 struct Shrinker<'a> {
     best: Scenario,

@@ -6,6 +6,7 @@ use core::time::Duration;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use super::LIVENESS;
 use super::choices::{Choices, Component};
 use super::config::{FaultPlan, SimConfig};
 use super::faults::{FaultAction, Target};
@@ -1880,7 +1881,7 @@ impl<M: SimMachine> World<M> {
             .is_none_or(|position| self.hosts[position].mismatch.is_some())
         {
             failures.push((
-                "liveness",
+                LIVENESS,
                 "no leader at the end of the quiet period".to_owned(),
             ));
         }
@@ -1891,7 +1892,7 @@ impl<M: SimMachine> World<M> {
             .count();
         if pending > 0 {
             failures.push((
-                "liveness",
+                LIVENESS,
                 format!("{pending} client operations still pending after the quiet period"),
             ));
         }
@@ -1908,7 +1909,7 @@ impl<M: SimMachine> World<M> {
             for (id, status, machine) in &states[1..] {
                 if status.applied.index() != first_status.applied.index() {
                     failures.push((
-                        "liveness",
+                        LIVENESS,
                         format!(
                             "replicas did not converge: {first_id} applied {} but {id} applied {}",
                             first_status.applied, status.applied
@@ -1936,7 +1937,7 @@ impl<M: SimMachine> World<M> {
                 let held = self.invariants.committed_held_through(*id);
                 if held < committed {
                     failures.push((
-                        "liveness",
+                        LIVENESS,
                         format!(
                             "{id} holds the committed log only through {held} of {committed} at the end"
                         ),
