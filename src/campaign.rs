@@ -21,7 +21,7 @@ use std::sync::mpsc;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::explore;
+use crate::sim::runner;
 
 /// One slice of a seed range: seed `s` belongs to shard `s % count`; this is
 /// shard `index` (0-based). Written `i/n` on the command line.
@@ -206,7 +206,7 @@ pub struct FailureRecord {
     pub scenario: Option<String>,
     /// For a failure of liveness checks only: whether the same run passes
     /// with a longer quiet period (slow) or not (stuck); see
-    /// [`slow_or_stuck`](crate::cli::explore::slow_or_stuck).
+    /// [`second_look`](crate::sim::runner::second_look).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub second_look: Option<String>,
 }
@@ -276,7 +276,7 @@ impl Summary {
                     })
                     .count()
             };
-            let (slow, stuck) = (looked(explore::SLOW), looked(explore::STUCK));
+            let (slow, stuck) = (looked(runner::SLOW), looked(runner::STUCK));
             let verdicts = if slow + stuck > 0 {
                 format!(" ({stuck} stuck, {slow} only slow)")
             } else {

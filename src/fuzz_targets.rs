@@ -16,8 +16,9 @@ use crate::codec::{self, SEAL_BYTES};
 use crate::examples::{CounterCmd, KvCmd, KvStore, RegisterCmd};
 use crate::raft::Message;
 use crate::sim::config::second_look_quiet_period;
+use crate::sim::runner::liveness_only;
 use crate::sim::workload::KvWorkload;
-use crate::sim::{FaultPreset, LIVENESS, RunReport, SimConfig, Simulation};
+use crate::sim::{FaultPreset, RunReport, SimConfig, Simulation};
 
 /// A fuzz target: panics on the bytes of a bug.
 pub type Target = fn(&[u8]);
@@ -98,11 +99,7 @@ pub fn schedule_target(input: &[u8]) {
 /// Whether failed `report` is only slow: it failed liveness checks alone, and
 /// `longer` (the same run with a longer quiet period) passes.
 fn only_slow(report: &RunReport, longer: impl FnOnce() -> RunReport) -> bool {
-    report
-        .violations
-        .iter()
-        .all(|violation| violation.check == LIVENESS)
-        && longer().passed()
+    liveness_only(report) && longer().passed()
 }
 
 /// Switches on the flaws named in `$QUORATE_FLAWS` (feature `flaws`).

@@ -38,12 +38,12 @@ use crate::campaign::{
     self, CampaignKey, FailureRecord, Progress, SeedRun, Shard, Summary, Totals,
 };
 use crate::examples::{Counter, KvStore, Register};
-use crate::sim::config::second_look_quiet_period;
+use crate::sim::runner::second_look;
 use crate::sim::scenario::Scenario;
 use crate::sim::workload::{
     CounterWorkload, KvWorkload, RegisterWorkload, SimMachine, Workload, WorkloadKind,
 };
-use crate::sim::{FaultPreset, LIVENESS, RunReport, SimConfig, Simulation, reproduce_command};
+use crate::sim::{FaultPreset, RunReport, SimConfig, Simulation, reproduce_command};
 
 /// A range of seeds, written `A..B` (B excluded) or a single `A`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,68 +308,39 @@ pub struct ReplayArgs {
     pub history: Option<PathBuf>,
 }
 
-/// A second look at a run that failed liveness checks and nothing else: the
-/// same run again with a longer quiet period
-/// ([`second_look_quiet_period`]). If it passes then, the group was slow to
-/// converge; if it still fails, it is stuck, which is the bug to look at.
-/// `None` for any other outcome, or if the second run cannot be made.
+/// [`second_look`] for `explore` and `replay`: the seed of `cluster`, or the
+/// scenario, run again with a longer quiet period.
 pub fn slow_or_stuck(
     cluster: &ClusterArgs,
     subject: &Subject,
     report: &RunReport,
 ) -> Option<String> {
-    let liveness_only = report
-        .violations
-        .iter()
-        .all(|violation| violation.check == LIVENESS);
-    if report.passed() || !liveness_only {
-        return None;
-    }
-    let quiet = second_look_quiet_period(report.config.quiet_period);
-    let (longer, reproduce) = match subject {
-        Subject::Seed(seed) => {
-            let cluster = ClusterArgs {
-                quiet: quiet.as_secs_f64(),
-                ..cluster.clone()
-            };
-            let longer = run_builtin_kept(&cluster, *seed, Keep::default()).ok()?;
-            let reproduce = reproduce_command(&longer.config, &longer.workload);
-            (longer, reproduce)
-        }
-        Subject::Scenario(scenario) => {
-            let scenario = Scenario {
-                quiet_period: quiet,
-                ..(**scenario).clone()
-            };
-            let longer = run_scenario(&scenario, Keep::default()).ok()?;
-            let reproduce = format!(
+    second_look(
+        report,
+        |quiet| match subject {
+            Subject::Seed(seed) => {
+                let cluster = ClusterArgs {
+                    quiet: quiet.as_secs_f64(),
+                    ..cluster.clone()
+                };
+                run_builtin_kept(&cluster, *seed, Keep::default()).ok()
+            }
+            Subject::Scenario(scenario) => {
+                let scenario = Scenario {
+                    quiet_period: quiet,
+                    ..(**scenario).clone()
+                };
+                run_scenario(&scenario, Keep::default()).ok()
+            }
+        },
+        |longer| match subject {
+            Subject::Seed(_) => reproduce_command(&longer.config, &longer.workload),
+            Subject::Scenario(_) => format!(
                 "the scenario with \"quiet_period\": \"{}s\"",
-                quiet.as_secs_f64()
-            );
-            (longer, reproduce)
-        }
-    };
-    Some(second_look(quiet, &longer, &reproduce))
-}
-
-/// How [`slow_or_stuck`]'s verdict starts when the longer run passes.
-pub const SLOW: &str = "slow, not stuck:";
-
-/// How [`slow_or_stuck`]'s verdict starts when the longer run fails too.
-pub const STUCK: &str = "stuck:";
-
-/// The verdict of [`slow_or_stuck`], from the run with the longer `quiet`
-/// period and the command that reproduces it.
-fn second_look(quiet: Duration, longer: &RunReport, reproduce: &str) -> String {
-    let seconds = quiet.as_secs_f64();
-    match longer.violations.first() {
-        None => {
-            format!("{SLOW} with a quiet period of {seconds} s the same run passes ({reproduce})")
-        }
-        Some(violation) => {
-            format!("{STUCK} with a quiet period of {seconds} s it still fails: {violation}")
-        }
-    }
+                longer.config.quiet_period.as_secs_f64()
+            ),
+        },
+    )
 }
 
 /// Runs one seed of `cluster` with the built-in machine its workload names;
@@ -644,41 +615,6 @@ pub fn run_replay(args: &ReplayArgs, out: &mut dyn Write) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The two verdicts of a second look, from real runs: one with neither
-    /// load nor quiet (no leader yet), one with ten seconds of quiet.
-    #[test]
-    fn a_second_look_tells_slow_from_stuck() {
-        let cluster = |quiet: f64| ClusterArgs {
-            nodes: 3,
-            workload: WorkloadKind::Kv,
-            faults: FaultPreset::None,
-            duration: 0.0,
-            quiet,
-            clients: 1,
-            #[cfg(feature = "flaws")]
-            flaws: Vec::new(),
-        };
-        let unfinished = run_builtin(&cluster(0.0), 0, false, false).unwrap();
-        assert_eq!(unfinished.failed_check(), Some("liveness"));
-        let finished = run_builtin(&cluster(10.0), 0, false, false).unwrap();
-        assert!(finished.passed(), "{}", finished.failure_text());
-        let quiet = Duration::from_secs(20);
-        assert_eq!(
-            second_look(quiet, &finished, "CMD"),
-            "slow, not stuck: with a quiet period of 20 s the same run passes (CMD)"
-        );
-        assert_eq!(
-            second_look(quiet, &unfinished, "CMD"),
-            "stuck: with a quiet period of 20 s it still fails: \
-             [liveness] no leader at the end of the quiet period"
-        );
-        // A run that passed, or failed another check, gets no second look.
-        assert_eq!(
-            slow_or_stuck(&cluster(10.0), &Subject::Seed(0), &finished),
-            None
-        );
-    }
 
     #[test]
     fn seed_ranges_parse_and_refuse_nonsense() {

@@ -51,6 +51,7 @@ pub mod workload;
 mod world;
 
 use core::fmt;
+use core::time::Duration;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
@@ -289,6 +290,14 @@ impl<M: SimMachine> Simulation<M> {
     #[must_use]
     pub fn with_scenario(mut self) -> Self {
         self.record_scenario = true;
+        self
+    }
+
+    /// Sets the quiet period (the second look at a liveness failure runs the
+    /// same simulation with a longer one; see [`runner::second_look`]).
+    #[must_use]
+    pub fn with_quiet_period(mut self, quiet_period: Duration) -> Self {
+        self.config.quiet_period = quiet_period;
         self
     }
 

@@ -3,9 +3,11 @@
 //! determinism self-check, and the command that reproduces a failure.
 
 use core::ops::Range;
+use core::time::Duration;
 
+use super::config::second_look_quiet_period;
 use super::workload::SimMachine;
-use super::{RunReport, SimConfig, Simulation};
+use super::{LIVENESS, RunReport, SimConfig, Simulation};
 
 /// The seed range a test runs: `QUORATE_SEED=n` runs seed `n` (and with
 /// `QUORATE_SEEDS=k`, `k` seeds from `n`); `QUORATE_SEEDS=k` alone runs `k`
@@ -59,6 +61,49 @@ pub fn reproduce_command(config: &SimConfig, workload: &str) -> String {
         config.duration.as_secs_f64(),
         config.quiet_period.as_secs_f64(),
     )
+}
+
+/// How a [`second_look`] verdict starts when the longer run passes.
+pub const SLOW: &str = "slow, not stuck:";
+
+/// How a [`second_look`] verdict starts when the longer run fails too.
+pub const STUCK: &str = "stuck:";
+
+/// Whether failed `report` failed the liveness checks and nothing else.
+pub fn liveness_only(report: &RunReport) -> bool {
+    !report.passed()
+        && report
+            .violations
+            .iter()
+            .all(|violation| violation.check == LIVENESS)
+}
+
+/// A second look at a run that failed liveness checks and nothing else:
+/// `rerun` runs it again with the quiet period it is given
+/// ([`second_look_quiet_period`] of the run's own). If that passes, the group
+/// was only slow to converge (`reproduce` names what shows it); if it fails
+/// too, the group is stuck, which is the bug to look at. `None` for a run
+/// that passed or failed another check, or if `rerun` cannot run it.
+pub fn second_look(
+    report: &RunReport,
+    rerun: impl FnOnce(Duration) -> Option<RunReport>,
+    reproduce: impl FnOnce(&RunReport) -> String,
+) -> Option<String> {
+    if !liveness_only(report) {
+        return None;
+    }
+    let quiet = second_look_quiet_period(report.config.quiet_period);
+    let longer = rerun(quiet)?;
+    let seconds = quiet.as_secs_f64();
+    Some(match longer.violations.first() {
+        None => format!(
+            "{SLOW} with a quiet period of {seconds} s the same run passes ({})",
+            reproduce(&longer)
+        ),
+        Some(violation) => {
+            format!("{STUCK} with a quiet period of {seconds} s it still fails: {violation}")
+        }
+    })
 }
 
 /// Runs `build(seed)` twice with per-event checkpoints and compares the traces.
@@ -127,12 +172,90 @@ pub fn campaign_from_env<M: SimMachine>(
             build(seed).run()
         };
         if !report.passed() {
+            let second_look = second_look(
+                &report,
+                |quiet| Some(build(seed).with_quiet_period(quiet).run()),
+                |longer| {
+                    format!(
+                        "as a test: QUORATE_SEED={seed} with the quiet period set to {} s",
+                        longer.config.quiet_period.as_secs_f64()
+                    )
+                },
+            )
+            .map(|line| format!("  {line}\n"))
+            .unwrap_or_default();
             panic!(
-                "{}\n  (as a test: QUORATE_SEED={seed} cargo test --test <this file>)",
+                "{}{second_look}\n  (as a test: QUORATE_SEED={seed} cargo test --test <this file>)",
                 report.failure_text()
             );
         }
         reports.push(report);
     }
     reports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::examples::KvStore;
+    use crate::sim::FaultPreset;
+    use crate::sim::workload::KvWorkload;
+
+    /// Seed 0 of a 3-node group without faults or load, then `quiet` seconds
+    /// of quiet: with none, it ends before any election.
+    fn simulation(quiet: u64) -> Simulation<KvStore> {
+        let mut config = SimConfig::new(0);
+        config.nodes = 3;
+        config.clients = 1;
+        config.faults = FaultPreset::None;
+        config.duration = Duration::ZERO;
+        config.quiet_period = Duration::from_secs(quiet);
+        Simulation::new(config, KvStore::default, KvWorkload::default())
+    }
+
+    #[test]
+    fn a_second_look_tells_slow_from_stuck() {
+        let unfinished = simulation(0).run();
+        assert_eq!(unfinished.failed_check(), Some(LIVENESS));
+        assert!(liveness_only(&unfinished));
+        let rerun = |quiet| {
+            assert_eq!(quiet, Duration::from_secs(20), "4x nothing, at least 20 s");
+            Some(simulation(0).with_quiet_period(quiet).run())
+        };
+        assert_eq!(
+            second_look(&unfinished, rerun, |_| "CMD".into()).as_deref(),
+            Some("slow, not stuck: with a quiet period of 20 s the same run passes (CMD)")
+        );
+        assert_eq!(
+            second_look(
+                &unfinished,
+                |_| Some(unfinished.clone()),
+                |_| unreachable!()
+            )
+            .as_deref(),
+            Some(
+                "stuck: with a quiet period of 20 s it still fails: \
+                 [liveness] no leader at the end of the quiet period"
+            )
+        );
+        // No verdict for a run that passed, or when the rerun cannot be made.
+        let passed = simulation(10).run();
+        assert!(passed.passed(), "{}", passed.failure_text());
+        assert!(!liveness_only(&passed));
+        assert_eq!(
+            second_look(&passed, |_| unreachable!(), |_| unreachable!()),
+            None
+        );
+        assert_eq!(second_look(&unfinished, |_| None, |_| unreachable!()), None);
+    }
+
+    #[test]
+    // (Up to the seed, which `QUORATE_SEED` may change.)
+    #[should_panic(
+        expected = "slow, not stuck: with a quiet period of 20 s the same run passes \
+                    (as a test: QUORATE_SEED="
+    )]
+    fn a_test_campaign_gives_a_liveness_failure_a_second_look() {
+        campaign_from_env(0..1, |_| simulation(0));
+    }
 }
