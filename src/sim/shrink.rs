@@ -82,7 +82,7 @@ pub fn shrink(
         .and_then(|failure| failure.at);
     if check == LIVENESS {
         let original = shrinker.best.clone();
-        shrinker.stuck = Some(shrinker.stuck(&original));
+        shrinker.stuck = Some(shrinker.fails_with_longer_quiet(&original));
     }
     shrinker.cut_after_failure();
     loop {
@@ -139,7 +139,7 @@ impl Shrinker<'_> {
         match (self.run)(&candidate) {
             Some(failure)
                 if failure.check == self.check
-                    && (self.stuck != Some(true) || self.stuck(&candidate)) =>
+                    && (self.stuck != Some(true) || self.fails_with_longer_quiet(&candidate)) =>
             {
                 self.steps.push(step());
                 self.best = candidate;
@@ -152,7 +152,7 @@ impl Shrinker<'_> {
 
     /// Whether `scenario` still fails liveness with the original's much
     /// longer quiet period (one run more).
-    fn stuck(&mut self, scenario: &Scenario) -> bool {
+    fn fails_with_longer_quiet(&mut self, scenario: &Scenario) -> bool {
         let longer = Scenario {
             quiet_period: self.longer_quiet,
             ..scenario.clone()
