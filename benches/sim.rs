@@ -23,6 +23,14 @@
 //! figures 1, 2 and 3 are each the best of [`REPETITIONS`] runs, and the two
 //! sides of the overhead ratio are run in turn. Wall time is read here, in the
 //! benchmark, never inside the simulator.
+//!
+//! Figure 2 also moves with code layout and with the box's state, not only
+//! with the code. Marking a few rarely run simulator methods
+//! `#[inline(never)]` moved the same runs' ratio from 1.50x to 1.63x (the bare
+//! engines, untouched, got 6% faster); one binary's figure 2 read 1.50x to
+//! 1.54x, and an hour later 1.56x to 1.61x, while the instructions each side
+//! executes (callgrind) stayed the same. To judge a change, build both
+//! versions and run their figure 2 in turn, in one sitting.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant as WallClock};
