@@ -126,6 +126,31 @@ fn a_stuck_follower_is_told_stuck() {
     );
 }
 
+/// An operation left pending is named: which, when it was invoked, and the
+/// node its client turns to. Under keep-next-on-conflict, seed 96's group
+/// never commits client 5's last put.
+#[cfg(feature = "flaws")]
+#[test]
+fn a_pending_operation_is_named() {
+    let output = quorate(&[
+        "explore",
+        "--seeds",
+        "96..97",
+        "--flaw",
+        "keep-next-on-conflict",
+    ]);
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        report.contains(
+            "[liveness] 1 client operation still pending after the quiet period; the oldest, \
+             client 5's command Put { key: \"8\", value: \"5.344 \" }, was invoked at \
+             16.110580s, and its client turns to n1"
+        ),
+        "seed 96 no longer leaves an operation pending; if the engine changed, find \
+         another seed with `quorate explore --flaw keep-next-on-conflict`:\n{report}"
+    );
+}
+
 #[test]
 fn two_jobs_give_the_same_per_seed_results_as_one() {
     let (one, a) = explore(&["--seeds", "0..5", "--jobs", "1"], &scratch("jobs1.json"));

@@ -1885,15 +1885,39 @@ impl<M: SimMachine> World<M> {
                 "no leader at the end of the quiet period".to_owned(),
             ));
         }
-        let pending = self
+        let pending: Vec<(&Client<M>, &Pending<M>)> = self
             .clients
             .iter()
-            .filter(|client| client.pending.is_some())
-            .count();
-        if pending > 0 {
+            .filter_map(|client| client.pending.as_ref().map(|pending| (client, pending)))
+            .collect();
+        let oldest = pending
+            .iter()
+            .min_by_key(|(_, pending)| pending.history_index);
+        if let Some((client, first)) = oldest {
+            // The oldest is where to start looking: name it, and the node its
+            // client turns to.
+            let invoked = self.history.operations[first.history_index].invoked;
+            let what = match &first.operation {
+                Operation::Command(command) => format!("command {command:?}"),
+                Operation::Query { query, strong } => {
+                    format!(
+                        "{} query {query:?}",
+                        if *strong { "strong" } else { "weak" }
+                    )
+                }
+            };
             failures.push((
                 LIVENESS,
-                format!("{pending} client operations still pending after the quiet period"),
+                format!(
+                    "{} still pending after the quiet period; the oldest, client {}'s {what}, \
+                     was invoked at {invoked}, and its client turns to {}",
+                    match pending.len() {
+                        1 => "1 client operation".to_owned(),
+                        count => format!("{count} client operations"),
+                    },
+                    client.id.0,
+                    client.target
+                ),
             ));
         }
         let states: Vec<(PeerId, Status, &M)> = matched
