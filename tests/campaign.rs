@@ -62,7 +62,10 @@ fn a_liveness_failure_is_told_slow_or_stuck() {
     let report = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{report}");
     assert!(
-        report.contains("[liveness] no leader at the end of the quiet period"),
+        report.contains(
+            "[liveness] no leader at the end of the quiet period: \
+             n1 n2 n3 n4 n5 follower in term 0"
+        ),
         "{report}"
     );
     assert!(report.contains(verdict), "{report}");
@@ -96,6 +99,24 @@ fn a_liveness_failure_is_told_slow_or_stuck() {
     let report = String::from_utf8_lossy(&longer.stdout);
     assert_eq!(longer.status.code(), Some(0), "{report}");
     assert!(!report.contains("slow, not stuck"), "{report}");
+}
+
+/// With no leader at the end, the report groups the nodes by role and term.
+/// Seed 57 with one second of quiet ends mid-election, the others at term 15
+/// and n3, started with another signature, never bonded and still at term 0.
+#[test]
+fn no_leader_names_each_nodes_role_and_term() {
+    let output = quorate(&["replay", "--brief", "--seed", "57", "--quiet", "1"]);
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        report.contains(
+            "[liveness] no leader at the end of the quiet period: n3 (different state \
+             machine signature) pre-candidate in term 0; n1 n2 n4 n5 pre-candidate in term 15"
+        ),
+        "seed 57 no longer ends without a leader; if the engine changed, find \
+         another seed with `quorate explore --quiet 1`:\n{report}"
+    );
+    assert!(report.contains("slow, not stuck"), "{report}");
 }
 
 /// A liveness bug is told stuck: with the planted flaw keep-next-on-conflict,

@@ -235,7 +235,7 @@ mod tests {
             .as_deref(),
             Some(
                 "stuck: with a quiet period of 20 s it still fails: \
-                 [liveness] no leader at the end of the quiet period"
+                 [liveness] no leader at the end of the quiet period: n1 n2 n3 follower in term 0"
             )
         );
         // No verdict for a run that passed, or when the rerun cannot be made.

@@ -25,7 +25,7 @@ use crate::env::{
     Entropy, Instant, TimerKind, chance, derive_entropy, uniform_duration, uniform_u64,
 };
 use crate::id::{GroupIdInput, GroupIdInputs, GroupKey, PeerId};
-use crate::log::{CrashOutcome, InMemoryLogStore, Index, Storage};
+use crate::log::{CrashOutcome, InMemoryLogStore, Index, Storage, Term};
 use crate::machine::{StateMachine, StateSync};
 use crate::raft::{
     ClientId, Consistency, Effect, EntriesReceived, EntryOf, GroupConfig, Node, NodeOptions,
@@ -1880,9 +1880,34 @@ impl<M: SimMachine> World<M> {
             .leader()
             .is_none_or(|position| self.hosts[position].mismatch.is_some())
         {
+            // The nodes by role and term: a group stuck in elections shows
+            // as candidates of ever higher terms. A node of another GroupId
+            // (which never bonds) is named apart.
+            let mut groups: BTreeMap<Option<(Term, Role)>, Vec<String>> = BTreeMap::new();
+            for host in &self.hosts {
+                let state = host.node.as_ref().map(|node| {
+                    let status = node.status();
+                    (status.term, status.role)
+                });
+                let name = match host.mismatch {
+                    Some(input) => format!("{} (different {input})", host.id),
+                    None => host.id.to_string(),
+                };
+                groups.entry(state).or_default().push(name);
+            }
+            let groups: Vec<String> = groups
+                .into_iter()
+                .map(|(state, nodes)| match state {
+                    Some((term, role)) => format!("{} {role} in term {term}", nodes.join(" ")),
+                    None => format!("{} down", nodes.join(" ")),
+                })
+                .collect();
             failures.push((
                 LIVENESS,
-                "no leader at the end of the quiet period".to_owned(),
+                format!(
+                    "no leader at the end of the quiet period: {}",
+                    groups.join("; ")
+                ),
             ));
         }
         let pending: Vec<(&Client<M>, &Pending<M>)> = self
