@@ -16,6 +16,19 @@ fn quorate(args: &[&str]) -> Output {
         .expect("run quorate")
 }
 
+/// Runs quorate with `args`: its exit status and its report (stdout).
+fn report_of(args: &[&str]) -> (Option<i32>, String) {
+    let output = quorate(args);
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    (output.status.code(), report)
+}
+
+/// [`report_of`] a campaign over `seeds` with the planted `flaw` switched on.
+#[cfg(feature = "flaws")]
+fn explore_with_flaw(seeds: &str, flaw: &str) -> (Option<i32>, String) {
+    report_of(&["explore", "--seeds", seeds, "--flaw", flaw])
+}
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("quorate-campaign-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -58,9 +71,8 @@ fn a_liveness_failure_is_told_slow_or_stuck() {
     let summary = scratch("liveness.json");
     let mut args = vec!["explore", "--summary", summary.to_str().unwrap()];
     args.extend_from_slice(&["--seeds", "0..1", "--duration", "0", "--quiet", "0"]);
-    let output = quorate(&args);
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{report}");
+    let (status, report) = report_of(&args);
+    assert_eq!(status, Some(1), "{report}");
     assert!(
         report.contains(
             "[liveness] no leader at the end of the quiet period: \
@@ -80,13 +92,12 @@ fn a_liveness_failure_is_told_slow_or_stuck() {
 
     let mut args = vec!["replay", "--brief"];
     args.extend_from_slice(&cluster);
-    let output = quorate(&args);
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{report}");
+    let (status, report) = report_of(&args);
+    assert_eq!(status, Some(1), "{report}");
     assert!(report.contains(verdict), "{report}");
 
     // The longer run passes, so it has no second look.
-    let longer = quorate(&[
+    let (status, report) = report_of(&[
         "replay",
         "--brief",
         "--seed",
@@ -96,8 +107,7 @@ fn a_liveness_failure_is_told_slow_or_stuck() {
         "--quiet",
         "20",
     ]);
-    let report = String::from_utf8_lossy(&longer.stdout);
-    assert_eq!(longer.status.code(), Some(0), "{report}");
+    assert_eq!(status, Some(0), "{report}");
     assert!(!report.contains("slow, not stuck"), "{report}");
 }
 
@@ -106,8 +116,8 @@ fn a_liveness_failure_is_told_slow_or_stuck() {
 /// and n3, started with another signature, never bonded and still at term 0.
 #[test]
 fn no_leader_names_each_nodes_role_and_term() {
-    let output = quorate(&["replay", "--brief", "--seed", "57", "--quiet", "1"]);
-    let report = String::from_utf8_lossy(&output.stdout);
+    let (status, report) = report_of(&["replay", "--brief", "--seed", "57", "--quiet", "1"]);
+    assert_eq!(status, Some(1), "{report}");
     assert!(
         report.contains(
             "[liveness] no leader at the end of the quiet period: n3 (different state \
@@ -125,15 +135,8 @@ fn no_leader_names_each_nodes_role_and_term() {
 #[cfg(feature = "flaws")]
 #[test]
 fn a_stuck_follower_is_told_stuck() {
-    let output = quorate(&[
-        "explore",
-        "--seeds",
-        "3..4",
-        "--flaw",
-        "keep-next-on-conflict",
-    ]);
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{report}");
+    let (status, report) = explore_with_flaw("3..4", "keep-next-on-conflict");
+    assert_eq!(status, Some(1), "{report}");
     assert!(
         report.contains(
             "stuck: with a quiet period of 40 s it still fails: [liveness] replicas did not converge"
@@ -153,14 +156,8 @@ fn a_stuck_follower_is_told_stuck() {
 #[cfg(feature = "flaws")]
 #[test]
 fn a_pending_operation_is_named() {
-    let output = quorate(&[
-        "explore",
-        "--seeds",
-        "96..97",
-        "--flaw",
-        "keep-next-on-conflict",
-    ]);
-    let report = String::from_utf8_lossy(&output.stdout);
+    let (status, report) = explore_with_flaw("96..97", "keep-next-on-conflict");
+    assert_eq!(status, Some(1), "{report}");
     assert!(
         report.contains(
             "[liveness] 1 client operation still pending after the quiet period; the oldest, \
@@ -357,9 +354,8 @@ fn a_non_linearizable_run_exports_a_history_the_checker_rejects() {
 #[cfg(feature = "flaws")]
 #[test]
 fn a_message_storm_is_stopped_and_named() {
-    let output = quorate(&["explore", "--seeds", "6..7", "--flaw", "resend-at-match"]);
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{report}");
+    let (status, report) = explore_with_flaw("6..7", "resend-at-match");
+    assert_eq!(status, Some(1), "{report}");
     assert!(
         report.contains("[message storm] 1 seed(s):\n  seed 6: over 75776 events in flight, "),
         "seed 6 no longer storms; if the engine changed, find another seed \
