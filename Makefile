@@ -74,6 +74,8 @@ bench-flaws:
 
 # Linearizability checker against Porcupine (Go) on the same files, one run:
 # quorate's time, Porcupine's and the ratio (Porcupine skipped without `go`).
+# Porcupine v1.3.0 comes through the Go module proxy; on a box without it,
+# PORCUPINE_SRC=DIR (a local copy of its source) builds it offline.
 bench-check:
 	cargo bench --bench check
 

@@ -5,7 +5,9 @@
 //! partitioned, and each kv c10 file unpartitioned. Each figure is the
 //! median of `REPEATS` runs. If `go` is on the PATH, the Go program in
 //! `benches/porcupine/` times Porcupine v1.3.0 on the same files in the same
-//! run, and the table shows both and the ratio.
+//! run, and the table shows both and the ratio. Porcupine comes through the
+//! Go module proxy, or, with `PORCUPINE_SRC=DIR`, from a local copy of its
+//! source (built offline).
 //!
 //! Run with `make bench-check` (or `cargo bench --bench check`).
 
@@ -92,21 +94,66 @@ where
     (times[REPEATS / 2], verdicts)
 }
 
+/// Environment variables for `go`.
+type GoEnvironment = Vec<(&'static str, &'static str)>;
+
+/// The folder the Porcupine program runs in, and the Go environment to run
+/// it with: `benches/porcupine` itself, fetching Porcupine through the Go
+/// module proxy; or, when `PORCUPINE_SRC` names a local copy of Porcupine
+/// v1.3.0's source (a box without the proxy), a copy of the program under
+/// `target/` whose go.mod is pointed there, built offline.
+fn porcupine_folder() -> Result<(PathBuf, GoEnvironment), String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let program = root.join("benches/porcupine");
+    let Some(source) = std::env::var_os("PORCUPINE_SRC") else {
+        return Ok((program, vec![("GOFLAGS", "-mod=mod")]));
+    };
+    let source = std::fs::canonicalize(&source)
+        .map_err(|error| format!("PORCUPINE_SRC={}: {error}", Path::new(&source).display()))?;
+    if !source.join("checker.go").is_file() {
+        return Err(format!(
+            "PORCUPINE_SRC={} holds no checker.go: not Porcupine's source",
+            source.display()
+        ));
+    }
+    let copy = root.join("target/porcupine-local");
+    std::fs::create_dir_all(&copy).map_err(|error| format!("{}: {error}", copy.display()))?;
+    let go_mod = std::fs::read_to_string(program.join("go.mod"))
+        .map_err(|error| format!("benches/porcupine/go.mod: {error}"))?;
+    let written = std::fs::copy(program.join("main.go"), copy.join("main.go")).and_then(|_| {
+        std::fs::write(
+            copy.join("go.mod"),
+            format!(
+                "{go_mod}\nreplace github.com/anishathalye/porcupine => {}\n",
+                source.display()
+            ),
+        )
+    });
+    written.map_err(|error| format!("{}: {error}", copy.display()))?;
+    let offline = vec![
+        ("GOFLAGS", "-mod=mod"),
+        ("GOPROXY", "off"),
+        ("GOSUMDB", "off"),
+    ];
+    Ok((copy, offline))
+}
+
 /// Runs the Porcupine program; returns its `name milliseconds` lines.
 fn porcupine(data: &Path) -> Result<Vec<(String, f64)>, String> {
-    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/porcupine");
+    let (folder, environment) = porcupine_folder()?;
     let output = Command::new("go")
         .arg("run")
         .arg(".")
         .arg(data)
-        .env("GOFLAGS", "-mod=mod")
+        .envs(environment)
         .current_dir(&folder)
         .output()
         .map_err(|error| format!("go not runnable ({error}); skipping Porcupine"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(format!(
-            "the Porcupine program failed (is github.com/anishathalye/porcupine v1.3.0 reachable through the Go module proxy?):\n{}",
+            "the Porcupine program failed (is github.com/anishathalye/porcupine v1.3.0 \
+             reachable through the Go module proxy, or PORCUPINE_SRC set to its source?):\n{}",
             stderr.trim()
         ));
     }

@@ -477,6 +477,72 @@ fn kv_partitions_by_key_and_parallel_agrees() {
     assert_eq!(parallel.verdict, report.verdict);
 }
 
+/// A kv history over `keys` keys, each written and read back in turn by its
+/// own client `rounds` times; with `stale_key`, that key's last read returns
+/// the value before the last write (not linearizable).
+fn many_keys(keys: usize, rounds: usize, stale_key: Option<usize>) -> String {
+    let mut text = String::new();
+    for round in 0..rounds {
+        for key in 0..keys {
+            let value = if stale_key == Some(key) && round == rounds - 1 {
+                round - 1
+            } else {
+                round
+            };
+            for (kind, f, value) in [
+                ("invoke", "put", round.to_string()),
+                ("ok", "put", round.to_string()),
+                ("invoke", "get", "nil".to_owned()),
+                ("ok", "get", value.to_string()),
+            ] {
+                let value = if value == "nil" {
+                    value
+                } else {
+                    format!("\"{value}\"")
+                };
+                text.push_str(&format!(
+                    "{{:process {key}, :type :{kind}, :f :{f}, :key \"{key}\", :value {value}}}\n"
+                ));
+            }
+        }
+    }
+    text
+}
+
+#[test]
+fn parallel_starts_helpers_on_big_histories_and_reports_what_check_does() {
+    // 40 keys x 30 rounds x 2 operations: 2400 operations. Past
+    // PARALLEL_AFTER_OPERATIONS (partition 34) helper threads take part: a
+    // stale key there is decided beside them, one before it alone.
+    let rounds = 30;
+    assert!(40 * rounds * 2 > super::PARALLEL_AFTER_OPERATIONS);
+    for stale_key in [None, Some(3), Some(37), Some(39)] {
+        let text = many_keys(40, rounds, stale_key);
+        let (model, history) = Kv::from_raw(&raw(&text, None).unwrap()).unwrap();
+        let alone = check(&model, &history, &CheckOptions::default(), &|| false);
+        let parallel = check_parallel(&model, &history, &CheckOptions::default(), 2, &|| false);
+        assert_eq!(parallel.verdict, alone.verdict, "stale key {stale_key:?}");
+        assert_eq!(parallel.partitions, alone.partitions);
+        match alone.verdict {
+            Verdict::Linearizable => assert_eq!(parallel.outcomes, alone.outcomes),
+            Verdict::NotLinearizable { partition, .. } => {
+                assert_eq!(
+                    Some(partition),
+                    stale_key,
+                    "the stale key's partition fails"
+                );
+                // Every partition up to the failing one is decided alike;
+                // later ones may or may not have run.
+                assert_eq!(
+                    parallel.outcomes[..=partition],
+                    alone.outcomes[..=partition]
+                );
+            }
+            Verdict::Unknown { .. } => panic!("undecided: {:?}", alone.verdict),
+        }
+    }
+}
+
 #[test]
 fn garbage_input_never_panics() {
     let inputs = [
