@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::history::{History, Operation, Outcome};
 use super::model::{JepsenOperation, Model};
 use super::parse::{ParseError, RawHistory, RawOperation, RawOutcome, Value};
-use super::search::{FxHasher, fx_hash};
+use super::search::fx_hash;
 use crate::log::{Cursor, Term};
 use crate::machine::{ApplyContext, StateMachine};
 
@@ -261,27 +261,65 @@ impl BuiltinModel for CasRegister {
 // ---------------------------------------------------------------------------
 // Key-value store.
 
-/// A string with its hash computed once, so states hash in O(keys).
+/// The multiplier of [`text_hash`]: odd, with well-mixed bits.
+const TEXT_HASH_BASE: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// A polynomial hash of `bytes` (each byte plus one, so that zero bytes count)
+/// that extends in O(1): the hash of `a + b` is `hash(a) * BASE^len(b) +
+/// hash(b)`, so an append hashes only its suffix, however long the value.
+/// Equal texts hash alike; a collision only costs a comparison of the texts.
+fn text_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0, |hash: u64, &byte| {
+        hash.wrapping_mul(TEXT_HASH_BASE)
+            .wrapping_add(u64::from(byte) + 1)
+    })
+}
+
+/// The hash of `text` followed by `suffix`, from `text`'s hash.
+fn extend_text_hash(hash: u64, suffix: &[u8]) -> u64 {
+    // `wrapping_pow` takes a u32: a longer suffix folds in its bytes one by one.
+    match u32::try_from(suffix.len()) {
+        Ok(length) => hash
+            .wrapping_mul(TEXT_HASH_BASE.wrapping_pow(length))
+            .wrapping_add(text_hash(suffix)),
+        Err(_) => suffix.iter().fold(hash, |hash, &byte| {
+            hash.wrapping_mul(TEXT_HASH_BASE)
+                .wrapping_add(u64::from(byte) + 1)
+        }),
+    }
+}
+
+/// A string with its hash computed once, so states hash in O(keys). The
+/// bytes are always UTF-8: a value is a put's string or a value with an
+/// append's string after it.
 #[derive(Debug, Clone)]
 pub struct KvValue {
     hash: u64,
-    text: Rc<str>,
+    text: Rc<[u8]>,
 }
 
 impl KvValue {
     /// Wraps a string.
     pub fn new(text: &str) -> Self {
-        let mut hasher = FxHasher::default();
-        hasher.write(text.as_bytes());
         Self {
-            hash: hasher.finish(),
-            text: Rc::from(text),
+            hash: text_hash(text.as_bytes()),
+            text: Rc::from(text.as_bytes()),
+        }
+    }
+
+    /// This value with `suffix` appended: one allocation, and only the
+    /// suffix hashed.
+    fn appended(&self, suffix: &str) -> Self {
+        Self {
+            hash: extend_text_hash(self.hash, suffix.as_bytes()),
+            text: Rc::from([&self.text[..], suffix.as_bytes()].concat()),
         }
     }
 
     /// The string.
     pub fn as_str(&self) -> &str {
-        &self.text
+        // Built from strings only (see the type's docs), so never lossy.
+        core::str::from_utf8(&self.text).unwrap_or("\u{fffd}")
     }
 }
 
@@ -350,10 +388,8 @@ pub struct KvText {
 impl KvText {
     /// Wraps a string.
     pub fn new(text: &str) -> Self {
-        let mut hasher = FxHasher::default();
-        hasher.write(text.as_bytes());
         Self {
-            hash: hasher.finish(),
+            hash: text_hash(text.as_bytes()),
             text: Box::from(text),
         }
     }
@@ -364,7 +400,7 @@ impl KvText {
     }
 
     fn matches(&self, value: &KvValue) -> bool {
-        self.hash == value.hash && *self.text == *value.text
+        self.hash == value.hash && self.text.as_bytes() == &*value.text
     }
 }
 
@@ -392,10 +428,18 @@ impl Model for Kv {
 
     fn step(&self, state: &KvState, input: &KvInput, output: Option<&KvOutput>) -> Option<KvState> {
         let current = state.get(input.key as usize)?;
+        // One allocation: the values are collected straight into the new slice.
         let replace = |value: KvValue| -> KvState {
-            let mut next: Vec<KvValue> = state.to_vec();
-            next[input.key as usize] = value;
-            next.into()
+            let key = input.key as usize;
+            (0..state.len())
+                .map(|index| {
+                    if index == key {
+                        value.clone()
+                    } else {
+                        state[index].clone()
+                    }
+                })
+                .collect()
         };
         match (&input.action, output) {
             (KvAction::Get, Some(KvOutput::Value(seen))) => {
@@ -404,12 +448,7 @@ impl Model for Kv {
             (KvAction::Get, None) => Some(state.clone()),
             (KvAction::Get, Some(KvOutput::Ok)) => None,
             (KvAction::Put(value), _) => Some(replace(KvValue::new(value))),
-            (KvAction::Append(suffix), _) => {
-                let mut text = String::with_capacity(current.text.len() + suffix.len());
-                text.push_str(&current.text);
-                text.push_str(suffix);
-                Some(replace(KvValue::new(&text)))
-            }
+            (KvAction::Append(suffix), _) => Some(replace(current.appended(suffix))),
         }
     }
 
