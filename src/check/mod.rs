@@ -11,14 +11,16 @@
 //!   counter) and [`StateMachineModel`](models::StateMachineModel), which
 //!   makes any `StateMachine` its own specification.
 //! * [`search`]: Wing and Gong's search with Lowe's memoization.
+//! * [`turns`]: how partitions take turns, and which failure is reported.
 //! * [`parse`]: readers for Jepsen logs, EDN and quorate's JSON lines.
 //! * [`edn`] and [`html`]: writers.
 //! * [`cli`]: the `quorate check` subcommand.
 //!
 //! Partitions (Horn and Kroening's P-compositionality: a kv history splits by
-//! key) are checked independently. [`check`] runs them one after another;
-//! [`check_parallel`] spreads them over threads and reports the same verdict
-//! (see its docs for why that is deterministic).
+//! key) are checked independently, taking turns ([`turns`]) so that a quick
+//! failure is not kept waiting behind a partition that takes long. [`check`]
+//! runs them on one thread; [`check_parallel`] spreads them over threads and
+//! reports the same (see [`turns`] for why that is deterministic).
 //!
 //! Nothing here reads a clock: a deadline reaches the search as a caller's
 //! `should_stop` closure.
@@ -50,10 +52,7 @@ pub mod parse;
 pub mod search;
 #[cfg(test)]
 mod tests;
-
-use std::cell::Cell;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+pub mod turns;
 
 use history::History;
 use model::Model;
@@ -106,8 +105,9 @@ pub struct Report {
     pub verdict: Verdict,
     /// The partitions, as lists of indexes into the history.
     pub partitions: Vec<Vec<usize>>,
-    /// Each partition's outcome, in partition order. A partition cancelled
-    /// because an earlier one failed reads `Unknown { reason: Stopped }`.
+    /// Each partition's outcome, in partition order. A partition whose
+    /// search was stopped because another partition's failure was found in
+    /// fewer steps (see [`turns`]) reads `Unknown { reason: Stopped }`.
     pub outcomes: Vec<PartitionOutcome>,
 }
 
@@ -143,8 +143,9 @@ pub fn partitions<M: Model>(
 }
 
 /// Combines partition outcomes (in partition order) into a verdict: the first
-/// failing partition wins; otherwise the first undecided one; otherwise
-/// linearizable.
+/// failing partition wins (after [`check`], every failing partition left
+/// failed in the same fewest steps); otherwise the first undecided one;
+/// otherwise linearizable.
 pub fn verdict(outcomes: &[PartitionOutcome]) -> Verdict {
     for (partition, outcome) in outcomes.iter().enumerate() {
         if let PartitionOutcome::NotLinearizable { op, prefix } = outcome {
@@ -163,8 +164,10 @@ pub fn verdict(outcomes: &[PartitionOutcome]) -> Verdict {
     Verdict::Linearizable
 }
 
-/// Checks `history` against `model`, one partition after another, stopping
-/// at the first partition that is not linearizable.
+/// Checks `history` against `model` on this thread alone. Partitions take
+/// turns (see [`turns`]): if more than one fails, the failure reported is
+/// the one the search finds in the fewest steps (the lowest partition among
+/// equals), and partitions that could not beat it are left undecided.
 pub fn check<M: Model>(
     model: &M,
     history: &History<M::Input, M::Output>,
@@ -172,19 +175,8 @@ pub fn check<M: Model>(
     should_stop: &dyn Fn() -> bool,
 ) -> Report {
     let parts = partitions(model, history, options.partition);
-    let mut outcomes = Vec::with_capacity(parts.len());
-    let mut failed = false;
-    for part in &parts {
-        let outcome = if failed {
-            PartitionOutcome::Unknown {
-                reason: UnknownReason::Stopped,
-            }
-        } else {
-            search::check_operations(model, history, part, options.search, should_stop)
-        };
-        failed |= matches!(outcome, PartitionOutcome::NotLinearizable { .. });
-        outcomes.push(outcome);
-    }
+    // One thread: nothing is shared, so the model need not be `Sync`.
+    let outcomes = turns::check_partitions_here(model, history, &parts, options, should_stop);
     Report {
         verdict: verdict(&outcomes),
         partitions: parts,
@@ -192,29 +184,24 @@ pub fn check<M: Model>(
     }
 }
 
-/// Operations the calling thread of [`check_parallel`] checks on its own
-/// before it starts helper threads. Starting a thread costs tens of
-/// microseconds, as much as searching a few hundred operations: Porcupine's kv
-/// histories, split by key, ran 2.5x slower on two threads than on one.
-pub const PARALLEL_AFTER_OPERATIONS: usize = 2_000;
+/// Operations a history must hold before [`check_parallel`] starts threads:
+/// starting one costs tens of microseconds, as much as searching a few
+/// hundred operations. Porcupine's kv histories with 10 clients (under 500
+/// operations, split by key) took 0.44-0.48 ms on two threads against
+/// 0.17-0.22 ms on one.
+pub const PARALLEL_FROM_OPERATIONS: usize = 1_000;
 
-/// Like [`check`], with the partitions spread over up to `threads` scoped
-/// threads where that pays: the calling thread checks partitions in order
-/// and starts the others only once the work shows itself big enough (the
-/// partitions it has finished hold [`PARALLEL_AFTER_OPERATIONS`] operations,
-/// or one partition's search has run a few thousand steps). Small histories
-/// thus never start a thread, and none are started for a single partition or
-/// `threads <= 1`.
+/// Like [`check`], with the partitions spread over up to `threads` threads
+/// when the history holds at least [`PARALLEL_FROM_OPERATIONS`] operations
+/// (none are started for a single partition or `threads <= 1`).
 ///
 /// # Determinism
 ///
-/// Each partition's search is a pure function of its operations. Threads take
-/// partitions from a shared counter and write each outcome to that
-/// partition's slot, so outcomes are reported in partition order whatever the
-/// schedule. When partition `i` fails, only partitions after `i` are
-/// cancelled; every partition before it runs to completion, so the failing
-/// partition reported (the first) is the same as [`check`]'s. Only the
-/// caller's `should_stop` (a wall-clock deadline) can make runs differ.
+/// The report is [`check`]'s, whatever the number of threads and their
+/// schedule: the failure reported is fixed by the steps each partition's
+/// search takes, which depend on nothing but the partition (see [`turns`]).
+/// Only the caller's `should_stop` (a wall-clock deadline) can make runs
+/// differ.
 pub fn check_parallel<M>(
     model: &M,
     history: &History<M::Input, M::Output>,
@@ -228,70 +215,12 @@ where
     M::Output: Sync,
 {
     let parts = partitions(model, history, options.partition);
-    if threads <= 1 || parts.len() <= 1 {
-        return check(model, history, options, should_stop);
-    }
-    let next = AtomicUsize::new(0);
-    let first_failed = AtomicUsize::new(usize::MAX);
-    let slots: Vec<Mutex<Option<PartitionOutcome>>> =
-        parts.iter().map(|_| Mutex::new(None)).collect();
-    // Checks the next partition not yet taken, calling `on_poll` whenever the
-    // search polls its stop condition; returns how many operations it
-    // searched (none for a cancelled one), or `None` when none is left.
-    let check_next = |on_poll: &dyn Fn()| -> Option<usize> {
-        let index = next.fetch_add(1, Ordering::Relaxed);
-        let part = parts.get(index)?;
-        let cancelled = || first_failed.load(Ordering::Relaxed) < index;
-        let (outcome, searched) = if cancelled() {
-            let stopped = PartitionOutcome::Unknown {
-                reason: UnknownReason::Stopped,
-            };
-            (stopped, 0)
-        } else {
-            let stop = || {
-                on_poll();
-                should_stop() || cancelled()
-            };
-            let outcome = search::check_operations(model, history, part, options.search, &stop);
-            (outcome, part.len())
-        };
-        if matches!(outcome, PartitionOutcome::NotLinearizable { .. }) {
-            first_failed.fetch_min(index, Ordering::Relaxed);
-        }
-        if let Ok(mut slot) = slots[index].lock() {
-            *slot = Some(outcome);
-        }
-        Some(searched)
+    let threads = if history.len() < PARALLEL_FROM_OPERATIONS {
+        1
+    } else {
+        threads
     };
-    let help = || while check_next(&|| {}).is_some() {};
-    std::thread::scope(|scope| {
-        let started = Cell::new(false);
-        let start_helpers = || {
-            if !started.replace(true) {
-                for _ in 1..threads.min(parts.len()) {
-                    scope.spawn(help);
-                }
-            }
-        };
-        let mut checked = 0;
-        while let Some(searched) = check_next(&start_helpers) {
-            checked += searched;
-            if checked >= PARALLEL_AFTER_OPERATIONS {
-                start_helpers();
-            }
-        }
-    });
-    let outcomes: Vec<PartitionOutcome> = slots
-        .into_iter()
-        .map(|slot| {
-            slot.into_inner()
-                .ok()
-                .flatten()
-                .unwrap_or(PartitionOutcome::Unknown {
-                    reason: UnknownReason::Stopped,
-                })
-        })
-        .collect();
+    let outcomes = turns::check_partitions(model, history, &parts, options, threads, should_stop);
     Report {
         verdict: verdict(&outcomes),
         partitions: parts,

@@ -422,95 +422,197 @@ pub fn check_operations<M: Model>(
     options: SearchOptions,
     should_stop: &dyn Fn() -> bool,
 ) -> PartitionOutcome {
-    let kept = kept_operations(model, history, ops);
-    let operations: Vec<_> = kept
-        .iter()
-        .map(|&index| &history.operations[index])
-        .collect();
-    let times: Vec<(Time, Option<Time>)> = operations
-        .iter()
-        .map(|operation| {
-            let ret = match operation.outcome {
-                Outcome::Returned { time, .. } | Outcome::Failed { time } => Some(time),
-                Outcome::Indeterminate { .. } => None,
-            };
-            (operation.call, ret)
-        })
-        .collect();
-    let unchanging: Vec<bool> = operations
-        .iter()
-        .map(|operation| match operation.outcome.output() {
-            Some(output) => model.leaves_state_unchanged(&operation.input, output),
-            None => false,
-        })
-        .collect();
-    let mut entries = Entries::new(&times);
-    let tail = entries.tail();
-    let words = kept.len().div_ceil(64).max(1);
-    let keys: Vec<u64> = (0..kept.len()).map(zobrist).collect();
-    let mut cache: Cache<M::State> = Cache::new(words, options.cache_entries_max);
-    let mut bits = vec![0u64; words];
-    let mut set_hash = 0u64;
-    // The current state and those on the stack are numbers in the cache's
-    // arena, each with its hash: an operation that leaves the state unchanged
-    // costs neither a copy nor a rehash.
-    let init = model.init();
-    let mut state_bytes = model.state_bytes(&init);
-    let mut state_hash = fx_hash(&init);
-    let mut state = cache.add_state(init);
-    let mut stack: Vec<(u32, u32, u64)> = Vec::with_capacity(kept.len());
-    let mut best: Option<(usize, Vec<usize>)> = None;
-    let mut steps = 0u64;
-    let mut node = entries.next[HEAD as usize];
-    while entries.next[HEAD as usize] != tail {
-        steps += 1;
-        if steps.is_multiple_of(STOP_POLL_STEPS) && should_stop() {
-            return PartitionOutcome::Unknown {
-                reason: UnknownReason::Stopped,
-            };
+    let mut search = PartitionSearch::new(model, history, ops, options);
+    loop {
+        if let Some(outcome) = search.run_until(u64::MAX, should_stop) {
+            return outcome;
         }
-        let local = entries.op[node as usize] as usize;
-        if entries.is_call[node as usize] {
-            let operation = operations[local];
-            let output = operation.outcome.output();
-            let current = cache.state(state);
-            let next = match output {
-                Some(output) if unchanging[local] => model
-                    .explains(current, &operation.input, output)
-                    .then_some((state, false, state_hash, 0)),
-                _ => model
-                    .step(current, &operation.input, output)
-                    .map(|next_state| {
-                        let hash = fx_hash(&next_state);
-                        let bytes = model.state_bytes(&next_state);
-                        (cache.add_state(next_state), true, hash, bytes)
-                    }),
-            };
-            if let Some((next_state, fresh, next_hash, next_bytes)) = next {
-                bits[local / 64] ^= 1 << (local % 64);
-                set_hash ^= keys[local];
-                let hash = set_hash ^ next_hash.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                match cache.insert(&bits, next_state, fresh, hash) {
+    }
+}
+
+/// The search of one partition, which can pause after a number of steps and
+/// go on later: [`check`](super::check) takes turns among partitions with
+/// it, so that one whose failure is quick to find is not kept waiting
+/// behind one that takes long (or never ends). A step places or tries one
+/// operation; the steps a search takes depend on nothing but its partition,
+/// so where it stands after `n` steps is the same in every run.
+pub struct PartitionSearch<'h, M: Model> {
+    model: &'h M,
+    options: SearchOptions,
+    /// The operations searched (indexes into the history) and, by position
+    /// among them, each one and whether it leaves the state unchanged.
+    kept: Vec<usize>,
+    operations: Vec<&'h crate::check::history::Operation<M::Input, M::Output>>,
+    unchanging: Vec<bool>,
+    entries: Entries,
+    tail: u32,
+    keys: Vec<u64>,
+    cache: Cache<M::State>,
+    /// The linearized set as bits, and its hash.
+    bits: Vec<u64>,
+    set_hash: u64,
+    /// The current state (a number in the cache's arena), its hash, and the
+    /// bytes of the states kept so far.
+    state: u32,
+    state_hash: u64,
+    state_bytes: usize,
+    /// Per placed operation: its call entry, the state before it and that
+    /// state's hash.
+    stack: Vec<(u32, u32, u64)>,
+    /// The operation that could not be placed after the longest prefix.
+    best: Option<(usize, Vec<usize>)>,
+    steps: u64,
+    node: u32,
+}
+
+impl<'h, M: Model> PartitionSearch<'h, M> {
+    /// A search of the operations `ops` of `history`, not yet started.
+    pub fn new(
+        model: &'h M,
+        history: &'h History<M::Input, M::Output>,
+        ops: &[usize],
+        options: SearchOptions,
+    ) -> Self {
+        let kept = kept_operations(model, history, ops);
+        let operations: Vec<_> = kept
+            .iter()
+            .map(|&index| &history.operations[index])
+            .collect();
+        let times: Vec<(Time, Option<Time>)> = operations
+            .iter()
+            .map(|operation| {
+                let ret = match operation.outcome {
+                    Outcome::Returned { time, .. } | Outcome::Failed { time } => Some(time),
+                    Outcome::Indeterminate { .. } => None,
+                };
+                (operation.call, ret)
+            })
+            .collect();
+        let unchanging: Vec<bool> = operations
+            .iter()
+            .map(|operation| match operation.outcome.output() {
+                Some(output) => model.leaves_state_unchanged(&operation.input, output),
+                None => false,
+            })
+            .collect();
+        let entries = Entries::new(&times);
+        let tail = entries.tail();
+        let words = kept.len().div_ceil(64).max(1);
+        let keys: Vec<u64> = (0..kept.len()).map(zobrist).collect();
+        let mut cache: Cache<M::State> = Cache::new(words, options.cache_entries_max);
+        // The current state and those on the stack are numbers in the cache's
+        // arena, each with its hash: an operation that leaves the state
+        // unchanged costs neither a copy nor a rehash.
+        let init = model.init();
+        let state_bytes = model.state_bytes(&init);
+        let state_hash = fx_hash(&init);
+        let state = cache.add_state(init);
+        let node = entries.next[HEAD as usize];
+        let stack = Vec::with_capacity(kept.len());
+        Self {
+            model,
+            options,
+            kept,
+            operations,
+            unchanging,
+            entries,
+            tail,
+            keys,
+            cache,
+            bits: vec![0u64; words],
+            set_hash: 0,
+            state,
+            state_hash,
+            state_bytes,
+            stack,
+            best: None,
+            steps: 0,
+            node,
+        }
+    }
+
+    /// The steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The (linearized set, state) pairs cached so far: the memory the
+    /// search holds, in the unit of [`SearchOptions::cache_entries_max`].
+    pub fn cache_entries(&self) -> usize {
+        self.cache.hashes.len()
+    }
+
+    /// The bytes of the states cached so far, as [`Model::state_bytes`]
+    /// counts them (the unit of [`SearchOptions::state_bytes_max`]).
+    pub fn state_bytes(&self) -> usize {
+        self.state_bytes
+    }
+
+    /// Searches on until the outcome is known, or until `limit` steps have
+    /// been taken in all (then `None`: call again to go on). Once it has
+    /// returned an outcome, the search must not be run again.
+    pub fn run_until(
+        &mut self,
+        limit: u64,
+        should_stop: &dyn Fn() -> bool,
+    ) -> Option<PartitionOutcome> {
+        let model = self.model;
+        while self.entries.next[HEAD as usize] != self.tail {
+            if self.steps >= limit {
+                return None;
+            }
+            self.steps += 1;
+            if self.steps.is_multiple_of(STOP_POLL_STEPS) && should_stop() {
+                return Some(PartitionOutcome::Unknown {
+                    reason: UnknownReason::Stopped,
+                });
+            }
+            let node = self.node;
+            let local = self.entries.op[node as usize] as usize;
+            if self.entries.is_call[node as usize] {
+                let operation = self.operations[local];
+                let output = operation.outcome.output();
+                let current = self.cache.state(self.state);
+                let next = match output {
+                    Some(output) if self.unchanging[local] => model
+                        .explains(current, &operation.input, output)
+                        .then_some((self.state, false, self.state_hash, 0)),
+                    _ => model
+                        .step(current, &operation.input, output)
+                        .map(|next_state| {
+                            let hash = fx_hash(&next_state);
+                            let bytes = model.state_bytes(&next_state);
+                            (self.cache.add_state(next_state), true, hash, bytes)
+                        }),
+                };
+                let Some((next_state, fresh, next_hash, next_bytes)) = next else {
+                    self.node = self.entries.next[node as usize];
+                    continue;
+                };
+                self.bits[local / 64] ^= 1 << (local % 64);
+                self.set_hash ^= self.keys[local];
+                let hash = self.set_hash ^ next_hash.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                match self.cache.insert(&self.bits, next_state, fresh, hash) {
                     Insert::Added => {
                         // A fresh state stays in the arena with its entry.
-                        state_bytes = state_bytes.saturating_add(next_bytes);
-                        if state_bytes > options.state_bytes_max {
-                            return PartitionOutcome::Unknown {
+                        self.state_bytes = self.state_bytes.saturating_add(next_bytes);
+                        if self.state_bytes > self.options.state_bytes_max {
+                            return Some(PartitionOutcome::Unknown {
                                 reason: UnknownReason::CacheFull,
-                            };
+                            });
                         }
-                        let previous = core::mem::replace(&mut state, next_state);
-                        stack.push((node, previous, state_hash));
-                        state_hash = next_hash;
-                        entries.lift(node);
-                        node = entries.next[HEAD as usize];
+                        let previous = core::mem::replace(&mut self.state, next_state);
+                        self.stack.push((node, previous, self.state_hash));
+                        self.state_hash = next_hash;
+                        self.entries.lift(node);
+                        self.node = self.entries.next[HEAD as usize];
                         continue;
                     }
                     Insert::Present => {
-                        bits[local / 64] ^= 1 << (local % 64);
-                        set_hash ^= keys[local];
-                        if !unchanging[local] {
-                            node = entries.next[node as usize];
+                        self.bits[local / 64] ^= 1 << (local % 64);
+                        self.set_hash ^= self.keys[local];
+                        if !self.unchanging[local] {
+                            self.node = self.entries.next[node as usize];
                             continue;
                         }
                         // Placing an unchanging operation now is never worse
@@ -518,50 +620,50 @@ pub fn check_operations<M: Model>(
                         // the current configuration fails with it.
                     }
                     Insert::Full => {
-                        return PartitionOutcome::Unknown {
+                        return Some(PartitionOutcome::Unknown {
                             reason: UnknownReason::CacheFull,
-                        };
+                        });
                     }
                 }
-            } else {
-                node = entries.next[node as usize];
-                continue;
+            } else if self
+                .best
+                .as_ref()
+                .is_none_or(|(_, prefix)| self.stack.len() > prefix.len())
+            {
+                // A return entry: this operation returned and is not linearized.
+                let prefix = self
+                    .stack
+                    .iter()
+                    .map(|(call, ..)| self.kept[self.entries.op[*call as usize] as usize])
+                    .collect();
+                self.best = Some((self.kept[local], prefix));
             }
-        } else if best
-            .as_ref()
-            .is_none_or(|(_, prefix)| stack.len() > prefix.len())
-        {
-            // A return entry: this operation returned and is not linearized.
-            let prefix = stack
+            // Dead end: undo the last placement. An unchanging operation was
+            // placed greedily, so undoing it leaves a configuration that fails
+            // too: keep undoing.
+            loop {
+                let Some((call, previous, previous_hash)) = self.stack.pop() else {
+                    let (op, prefix) = self.best.take().unwrap_or((self.kept[local], Vec::new()));
+                    return Some(PartitionOutcome::NotLinearizable { op, prefix });
+                };
+                self.state = previous;
+                self.state_hash = previous_hash;
+                let undone = self.entries.op[call as usize] as usize;
+                self.bits[undone / 64] ^= 1 << (undone % 64);
+                self.set_hash ^= self.keys[undone];
+                self.entries.unlift(call);
+                self.node = self.entries.next[call as usize];
+                if !self.unchanging[undone] {
+                    break;
+                }
+            }
+        }
+        Some(PartitionOutcome::Linearizable {
+            order: self
+                .stack
                 .iter()
-                .map(|(call, ..)| kept[entries.op[*call as usize] as usize])
-                .collect();
-            best = Some((kept[local], prefix));
-        }
-        // Dead end: undo the last placement. An unchanging operation was
-        // placed greedily, so undoing it leaves a configuration that fails
-        // too: keep undoing.
-        loop {
-            let Some((call, previous, previous_hash)) = stack.pop() else {
-                let (op, prefix) = best.unwrap_or((kept[local], Vec::new()));
-                return PartitionOutcome::NotLinearizable { op, prefix };
-            };
-            state = previous;
-            state_hash = previous_hash;
-            let undone = entries.op[call as usize] as usize;
-            bits[undone / 64] ^= 1 << (undone % 64);
-            set_hash ^= keys[undone];
-            entries.unlift(call);
-            node = entries.next[call as usize];
-            if !unchanging[undone] {
-                break;
-            }
-        }
-    }
-    PartitionOutcome::Linearizable {
-        order: stack
-            .iter()
-            .map(|(call, ..)| kept[entries.op[*call as usize] as usize])
-            .collect(),
+                .map(|(call, ..)| self.kept[self.entries.op[*call as usize] as usize])
+                .collect(),
+        })
     }
 }

@@ -510,37 +510,129 @@ fn many_keys(keys: usize, rounds: usize, stale_key: Option<usize>) -> String {
 }
 
 #[test]
-fn parallel_starts_helpers_on_big_histories_and_reports_what_check_does() {
-    // 40 keys x 30 rounds x 2 operations: 2400 operations. Past
-    // PARALLEL_AFTER_OPERATIONS (partition 34) helper threads take part: a
-    // stale key there is decided beside them, one before it alone.
+fn parallel_reports_what_check_does() {
+    // 40 keys x 30 rounds x 2 operations: 2400 operations, enough for
+    // check_parallel to start threads.
     let rounds = 30;
-    assert!(40 * rounds * 2 > super::PARALLEL_AFTER_OPERATIONS);
+    assert!(40 * rounds * 2 >= super::PARALLEL_FROM_OPERATIONS);
     for stale_key in [None, Some(3), Some(37), Some(39)] {
         let text = many_keys(40, rounds, stale_key);
         let (model, history) = Kv::from_raw(&raw(&text, None).unwrap()).unwrap();
         let alone = check(&model, &history, &CheckOptions::default(), &|| false);
         let parallel = check_parallel(&model, &history, &CheckOptions::default(), 2, &|| false);
-        assert_eq!(parallel.verdict, alone.verdict, "stale key {stale_key:?}");
-        assert_eq!(parallel.partitions, alone.partitions);
+        assert_eq!(parallel, alone, "stale key {stale_key:?}");
         match alone.verdict {
-            Verdict::Linearizable => assert_eq!(parallel.outcomes, alone.outcomes),
+            Verdict::Linearizable => {}
             Verdict::NotLinearizable { partition, .. } => {
                 assert_eq!(
                     Some(partition),
                     stale_key,
                     "the stale key's partition fails"
                 );
-                // Every partition up to the failing one is decided alike;
-                // later ones may or may not have run.
-                assert_eq!(
-                    parallel.outcomes[..=partition],
-                    alone.outcomes[..=partition]
-                );
             }
             Verdict::Unknown { .. } => panic!("undecided: {:?}", alone.verdict),
         }
     }
+}
+
+/// EDN lines for `appends` appends to `key` by as many clients, all running
+/// at once, then a read of `read` by one more client after they all return.
+/// The search tries the appends' orders one by one, so it takes many steps
+/// (and cache entries) to place the read.
+fn concurrent_appends(key: &str, appends: usize, read: &str) -> String {
+    let line = |process: usize, kind: &str, f: &str, value: &str| {
+        format!("{{:process {process}, :type :{kind}, :f :{f}, :key \"{key}\", :value {value}}}\n")
+    };
+    let mut text = String::new();
+    for process in 0..appends {
+        text += &line(process, "invoke", "append", &format!("\"{process}\""));
+    }
+    for process in 0..appends {
+        text += &line(process, "ok", "append", &format!("\"{process}\""));
+    }
+    text += &line(appends, "invoke", "get", "nil");
+    text += &line(appends, "ok", "get", &format!("\"{read}\""));
+    text
+}
+
+#[test]
+fn the_failure_found_in_fewest_steps_is_reported_however_the_work_is_spread() {
+    // Partition 0 fails only once every order of its 8 appends was tried
+    // (its read names an order that cannot be); partition 1 fails at once
+    // (it reads what was never written). Filler keys make the history big
+    // enough for threads.
+    let mut text = concurrent_appends("slow", 8, "impossible");
+    text += "{:process 90, :type :invoke, :f :get, :key \"quick\", :value nil}\n\
+             {:process 90, :type :ok, :f :get, :key \"quick\", :value \"never\"}\n";
+    text += &many_keys(20, 30, None);
+    let (model, history) = Kv::from_raw(&raw(&text, None).unwrap()).unwrap();
+    assert!(history.len() >= super::PARALLEL_FROM_OPERATIONS);
+    let alone = check(&model, &history, &CheckOptions::default(), &|| false);
+    assert!(
+        matches!(alone.verdict, Verdict::NotLinearizable { partition: 1, .. }),
+        "{:?}",
+        alone.verdict
+    );
+    // The slow partition could not beat it: left undecided, in every run.
+    assert_eq!(
+        alone.outcomes[0],
+        PartitionOutcome::Unknown {
+            reason: UnknownReason::Stopped
+        }
+    );
+    for threads in [2, 3, 8] {
+        let parallel = check_parallel(&model, &history, &CheckOptions::default(), threads, &|| {
+            false
+        });
+        assert_eq!(parallel, alone, "{threads} threads");
+    }
+    // Alone, the slow partition is found to fail too.
+    let slow = concurrent_appends("slow", 8, "impossible");
+    let (model, history) = Kv::from_raw(&raw(&slow, None).unwrap()).unwrap();
+    let report = check(&model, &history, &CheckOptions::default(), &|| false);
+    assert!(matches!(
+        report.verdict,
+        Verdict::NotLinearizable { partition: 0, .. }
+    ));
+}
+
+#[test]
+fn searches_holding_too_much_together_start_again_one_at_a_time() {
+    // Four keys whose searches each outlast a first turn and need many
+    // cache entries; the read names the last order tried, so each is
+    // linearizable.
+    let order: String = (0..7).rev().map(|process| process.to_string()).collect();
+    let text: String = ["a", "b", "c", "d"]
+        .iter()
+        .map(|key| concurrent_appends(key, 7, &order))
+        .collect();
+    let (model, history) = Kv::from_raw(&raw(&text, None).unwrap()).unwrap();
+    let roomy = check(&model, &history, &CheckOptions::default(), &|| false);
+    assert_eq!(roomy.verdict, Verdict::Linearizable);
+    // What one partition's search needs at most, and that it outlasts a
+    // first turn (else nothing would be paused).
+    let mut one = super::search::PartitionSearch::new(
+        &model,
+        &history,
+        &roomy.partitions[0],
+        SearchOptions::default(),
+    );
+    assert!(
+        one.run_until(super::turns::FIRST_TURN_STEPS, &|| false)
+            .is_none()
+    );
+    while one.run_until(u64::MAX, &|| false).is_none() {}
+    let needed = one.cache_entries();
+    // Room for one search but not for all four paused together: they are
+    // searched again one at a time, and the report is the same.
+    let tight = CheckOptions {
+        search: SearchOptions {
+            cache_entries_max: needed + needed / 2,
+            ..SearchOptions::default()
+        },
+        ..CheckOptions::default()
+    };
+    assert_eq!(check(&model, &history, &tight, &|| false), roomy);
 }
 
 #[test]
