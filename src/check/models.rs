@@ -413,8 +413,46 @@ pub enum KvOutput {
     Ok,
 }
 
-/// The state of a [`Kv`]: the value of every key, shared between states.
-pub type KvState = Rc<[KvValue]>;
+/// The state of a [`Kv`]: each key whose value is not empty, in key order,
+/// with its value; shared between states. Leaving out the empty ones keeps
+/// the form canonical (equal maps, equal states) and a partition's states
+/// small: a partition touches one key, so its states hold one value, not
+/// one per key of the whole history.
+pub type KvState = Rc<[(u32, KvValue)]>;
+
+/// `state` with `key` (at `position`, as a binary search found it) set to
+/// `value`, or removed if `value` is empty: one allocation, the entries
+/// collected straight into the new slice.
+fn with_value(
+    state: &KvState,
+    key: u32,
+    position: Result<usize, usize>,
+    value: KvValue,
+) -> KvState {
+    let entry = |index: usize| state[index].clone();
+    match (position, value.text.is_empty()) {
+        (Ok(at), false) => (0..state.len())
+            .map(|index| {
+                if index == at {
+                    (key, value.clone())
+                } else {
+                    entry(index)
+                }
+            })
+            .collect(),
+        (Ok(at), true) => (0..state.len() - 1)
+            .map(|index| entry(if index < at { index } else { index + 1 }))
+            .collect(),
+        (Err(at), false) => (0..=state.len())
+            .map(|index| match index.cmp(&at) {
+                core::cmp::Ordering::Less => entry(index),
+                core::cmp::Ordering::Equal => (key, value.clone()),
+                core::cmp::Ordering::Greater => entry(index - 1),
+            })
+            .collect(),
+        (Err(_), true) => state.clone(),
+    }
+}
 
 impl Model for Kv {
     type Input = KvInput;
@@ -422,33 +460,35 @@ impl Model for Kv {
     type State = KvState;
 
     fn init(&self) -> KvState {
-        let empty = KvValue::new("");
-        self.keys.iter().map(|_| empty.clone()).collect()
+        Rc::new([])
     }
 
     fn step(&self, state: &KvState, input: &KvInput, output: Option<&KvOutput>) -> Option<KvState> {
-        let current = state.get(input.key as usize)?;
-        // One allocation: the values are collected straight into the new slice.
-        let replace = |value: KvValue| -> KvState {
-            let key = input.key as usize;
-            (0..state.len())
-                .map(|index| {
-                    if index == key {
-                        value.clone()
-                    } else {
-                        state[index].clone()
-                    }
-                })
-                .collect()
-        };
+        if input.key as usize >= self.keys.len() {
+            return None;
+        }
+        let position = state.binary_search_by_key(&input.key, |(key, _)| *key);
+        let current = position.ok().map(|at| &state[at].1);
         match (&input.action, output) {
             (KvAction::Get, Some(KvOutput::Value(seen))) => {
-                seen.matches(current).then(|| state.clone())
+                let matches = match current {
+                    Some(value) => seen.matches(value),
+                    None => seen.as_str().is_empty(),
+                };
+                matches.then(|| state.clone())
             }
             (KvAction::Get, None) => Some(state.clone()),
             (KvAction::Get, Some(KvOutput::Ok)) => None,
-            (KvAction::Put(value), _) => Some(replace(KvValue::new(value))),
-            (KvAction::Append(suffix), _) => Some(replace(current.appended(suffix))),
+            (KvAction::Put(value), _) => {
+                Some(with_value(state, input.key, position, KvValue::new(value)))
+            }
+            (KvAction::Append(suffix), _) => {
+                let value = match current {
+                    Some(value) => value.appended(suffix),
+                    None => KvValue::new(suffix),
+                };
+                Some(with_value(state, input.key, position, value))
+            }
         }
     }
 
@@ -482,21 +522,18 @@ impl Model for Kv {
     /// The slice, and the text of the values this state alone holds (a new
     /// state shares every value but the one it changed with the state before).
     fn state_bytes(&self, state: &KvState) -> usize {
-        core::mem::size_of_val::<[KvValue]>(state)
+        core::mem::size_of_val::<[(u32, KvValue)]>(state)
             + state
                 .iter()
-                .filter(|value| Rc::strong_count(&value.text) == 1)
-                .map(|value| value.text.len())
+                .filter(|(_, value)| Rc::strong_count(&value.text) == 1)
+                .map(|(_, value)| value.text.len())
                 .sum::<usize>()
     }
 
     fn describe_state(&self, state: &KvState) -> String {
-        let pairs: Vec<String> = self
-            .keys
+        let pairs: Vec<String> = state
             .iter()
-            .zip(state.iter())
-            .filter(|(_, value)| !value.as_str().is_empty())
-            .map(|(key, value)| format!("{key:?}: {:?}", value.as_str()))
+            .map(|(key, value)| format!("{:?}: {:?}", self.key(*key), value.as_str()))
             .collect();
         format!("{{{}}}", pairs.join(", "))
     }

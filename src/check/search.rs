@@ -35,7 +35,10 @@
 //! the backtracking stack holds at most `n` states besides. The distinct
 //! states together may take at most [`SearchOptions::state_bytes_max`] bytes,
 //! as [`Model::state_bytes`] counts them; past either bound the search stops
-//! the same way.
+//! the same way. These bounds are per search; when partitions take turns
+//! ([`turns`](super::turns)), a thread's paused searches together stay
+//! within them too (checked between turns), so a thread holds at most about
+//! twice one search's bound.
 //!
 //! What a state owns counts: a key-value state whose values grow with each
 //! append costs its strings in every entry that brought a new state. The kv
