@@ -63,9 +63,7 @@ impl Shared {
             *slot = Some((outcome, steps));
         }
     }
-}
 
-impl Shared {
     fn new(partitions: usize) -> Self {
         Self {
             fewest_failing_steps: AtomicU64::new(u64::MAX),
