@@ -4,8 +4,8 @@ use proptest::prelude::*;
 
 use super::history::{History, Operation, Outcome};
 use super::models::{
-    BuiltinModel, CasRegister, Counter, Kv, MachineInput, MachineOutput, RegisterInput,
-    RegisterOutput, StateMachineModel,
+    BuiltinModel, CasRegister, Counter, Kv, KvAction, KvInput, KvOutput, KvText, MachineInput,
+    MachineOutput, RegisterInput, RegisterOutput, StateMachineModel,
 };
 use super::parse::{self, Format};
 use super::{
@@ -706,6 +706,35 @@ fn CasRegister_step(
         .expect("the generator follows the model")
 }
 
+/// A kv history over up to four keys from `operations`: (key, kind: 0 get,
+/// 1 put, 2 append, value, call time, duration). Operations overlap freely,
+/// and a get reads a value of its own, so many histories fail.
+fn random_kv_history(operations: &[(u8, u8, u8, u64, u64)]) -> (Kv, History<KvInput, KvOutput>) {
+    let model = Kv::new((0..4).map(|key| key.to_string()).collect());
+    let mut history = History::new();
+    for (client, &(key, kind, value, call, duration)) in operations.iter().enumerate() {
+        let text = value.to_string();
+        let (action, output) = match kind {
+            0 => (KvAction::Get, KvOutput::Value(KvText::new(&text))),
+            1 => (KvAction::Put(text), KvOutput::Ok),
+            _ => (KvAction::Append(text), KvOutput::Ok),
+        };
+        history.push(Operation {
+            client: client as u64,
+            input: KvInput {
+                key: u32::from(key),
+                action,
+            },
+            call,
+            outcome: Outcome::Returned {
+                time: call + duration,
+                output,
+            },
+        });
+    }
+    (model, history)
+}
+
 proptest! {
     #[test]
     fn operations_run_one_at_a_time_are_linearizable(
@@ -731,5 +760,42 @@ proptest! {
         let report = check(&CasRegister, &history, &CheckOptions::default(), &|| false);
         let is_not_linearizable = matches!(report.verdict, Verdict::NotLinearizable { .. });
         prop_assert!(is_not_linearizable);
+    }
+
+    #[test]
+    fn turns_report_alike_on_any_number_of_threads_and_match_each_partition_alone(
+        operations in prop::collection::vec((0u8..2, 0u8..3, 0u8..3, 0u64..40, 0u64..20), 0..64)
+    ) {
+        let (model, history) = random_kv_history(&operations);
+        let options = CheckOptions::default();
+        let parts = super::partitions(&model, &history, true);
+        let here = super::turns::check_partitions_here(&model, &history, &parts, &options, &|| false);
+        for threads in 2..=4 {
+            let spread = super::turns::check_partitions(&model, &history, &parts, &options, threads, &|| false);
+            prop_assert_eq!(&spread, &here, "{} threads", threads);
+        }
+        // Each partition searched alone, to its end.
+        let alone: Vec<PartitionOutcome> = parts
+            .iter()
+            .map(|part| super::search::check_operations(&model, &history, part, options.search, &|| false))
+            .collect();
+        match super::verdict(&here) {
+            Verdict::Linearizable => {
+                let all_linearizable = alone
+                    .iter()
+                    .all(|outcome| matches!(outcome, PartitionOutcome::Linearizable { .. }));
+                prop_assert!(all_linearizable);
+            }
+            Verdict::NotLinearizable { partition, .. } => {
+                prop_assert_eq!(&here[partition], &alone[partition]);
+            }
+            Verdict::Unknown { .. } => prop_assert!(false, "undecided"),
+        }
+        // Every outcome decided is what the partition alone decides.
+        for (outcome, alone) in here.iter().zip(&alone) {
+            if !matches!(outcome, PartitionOutcome::Unknown { .. }) {
+                prop_assert_eq!(outcome, alone);
+            }
+        }
     }
 }
