@@ -76,6 +76,7 @@ bench-flaws:
 # quorate's time, Porcupine's and the ratio (Porcupine skipped without `go`).
 # Porcupine v1.3.0 comes through the Go module proxy; on a box without it,
 # PORCUPINE_SRC=DIR (a local copy of its source) builds it offline.
+# QUORATE_BENCH_KV_FILES="A.txt B.txt" times more kv histories on both sides.
 bench-check:
 	cargo bench --bench check
 

@@ -7,7 +7,8 @@
 //! `benches/porcupine/` times Porcupine v1.3.0 on the same files in the same
 //! run, and the table shows both and the ratio. Porcupine comes through the
 //! Go module proxy, or, with `PORCUPINE_SRC=DIR`, from a local copy of its
-//! source (built offline).
+//! source (built offline). `QUORATE_BENCH_KV_FILES="A.txt B.txt"` adds more kv
+//! histories, each timed partitioned on both sides.
 //!
 //! Run with `make bench-check` (or `cargo bench --bench check`).
 
@@ -138,6 +139,17 @@ fn porcupine_folder() -> Result<(PathBuf, GoEnvironment), String> {
     Ok((copy, offline))
 }
 
+/// More kv histories to time, partitioned, on both sides:
+/// `QUORATE_BENCH_KV_FILES`, paths separated by spaces (Porcupine's
+/// `c50-ok.txt` and `c50-bad.txt`, say, which `../shared` lacks).
+fn extra_kv_files() -> Vec<PathBuf> {
+    std::env::var("QUORATE_BENCH_KV_FILES")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(PathBuf::from)
+        .collect()
+}
+
 /// Runs the Porcupine program; returns its `name milliseconds` lines.
 fn porcupine(data: &Path) -> Result<Vec<(String, f64)>, String> {
     let (folder, environment) = porcupine_folder()?;
@@ -145,6 +157,7 @@ fn porcupine(data: &Path) -> Result<Vec<(String, f64)>, String> {
         .arg("run")
         .arg(".")
         .arg(data)
+        .args(extra_kv_files())
         .envs(environment)
         .current_dir(&folder)
         .output()
@@ -214,6 +227,14 @@ fn main() {
             .collect();
         let (millis, _) = median(&one, false, threads);
         ours.push((format!("kv_{name}_unpartitioned"), millis));
+    }
+    for file in extra_kv_files() {
+        let one = load::<Kv>(std::slice::from_ref(&file));
+        let (millis, _) = median(&one, true, threads);
+        let name = one
+            .first()
+            .map_or_else(String::new, |loaded| loaded.name.clone());
+        ours.push((format!("kv_file_{name}"), millis));
     }
 
     let theirs = porcupine(&data);

@@ -4,7 +4,8 @@
 // Each figure is the median of 5 runs of the check alone (parsing excluded),
 // the same measure as benches/check.rs.
 //
-// Usage: go run . PATH/TO/testdata/porcupine
+// Usage: go run . PATH/TO/testdata/porcupine [KV_FILE...] (more kv files,
+// each timed partitioned as kv_file_NAME).
 package main
 
 import (
@@ -299,8 +300,8 @@ func median(histories [][]porcupine.Event, model porcupine.Model) (float64, int)
 }
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: go run . PATH/TO/testdata/porcupine")
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: go run . PATH/TO/testdata/porcupine [KV_FILE...]")
 		os.Exit(2)
 	}
 	data := os.Args[1]
@@ -335,5 +336,15 @@ func main() {
 	for _, name := range []string{"c10-ok", "c10-bad"} {
 		millis, _ = median([][]porcupine.Event{kv[name]}, kvWholeModel)
 		fmt.Printf("kv_%s_unpartitioned %.2f\n", name, millis)
+	}
+	// More kv files (QUORATE_BENCH_KV_FILES), each partitioned.
+	for _, path := range os.Args[2:] {
+		events, err := parseKv(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		millis, _ = median([][]porcupine.Event{events}, kvModel)
+		fmt.Printf("kv_file_%s %.2f\n", filepath.Base(path), millis)
 	}
 }
