@@ -466,6 +466,8 @@ pub struct PartitionSearch<'h, M: Model> {
     best: Option<(usize, Vec<usize>)>,
     steps: u64,
     node: u32,
+    /// The outcome, once known.
+    finished: Option<PartitionOutcome>,
 }
 
 impl<'h, M: Model> PartitionSearch<'h, M> {
@@ -531,6 +533,7 @@ impl<'h, M: Model> PartitionSearch<'h, M> {
             best: None,
             steps: 0,
             node,
+            finished: None,
         }
     }
 
@@ -552,13 +555,21 @@ impl<'h, M: Model> PartitionSearch<'h, M> {
     }
 
     /// Searches on until the outcome is known, or until `limit` steps have
-    /// been taken in all (then `None`: call again to go on). Once it has
-    /// returned an outcome, the search must not be run again.
+    /// been taken in all (then `None`: call again to go on). Once known, the
+    /// outcome is returned again by every later call.
     pub fn run_until(
         &mut self,
         limit: u64,
         should_stop: &dyn Fn() -> bool,
     ) -> Option<PartitionOutcome> {
+        if self.finished.is_none() {
+            self.finished = self.search(limit, should_stop);
+        }
+        self.finished.clone()
+    }
+
+    /// The search itself: [`run_until`](Self::run_until) before an outcome.
+    fn search(&mut self, limit: u64, should_stop: &dyn Fn() -> bool) -> Option<PartitionOutcome> {
         let model = self.model;
         while self.entries.next[HEAD as usize] != self.tail {
             if self.steps >= limit {

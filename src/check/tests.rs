@@ -597,6 +597,37 @@ fn the_failure_found_in_fewest_steps_is_reported_however_the_work_is_spread() {
 }
 
 #[test]
+fn a_finished_search_gives_its_outcome_again_and_takes_no_more_steps() {
+    for read in ["impossible", "01234"] {
+        let text = concurrent_appends("k", 5, read);
+        let (model, history) = Kv::from_raw(&raw(&text, None).unwrap()).unwrap();
+        let ops: Vec<usize> = (0..history.len()).collect();
+        let mut search =
+            super::search::PartitionSearch::new(&model, &history, &ops, SearchOptions::default());
+        let mut limit = 1;
+        let outcome = loop {
+            // Pausing every few steps changes nothing in what it finds.
+            if let Some(outcome) = search.run_until(limit, &|| false) {
+                break outcome;
+            }
+            assert_eq!(search.steps(), limit);
+            limit += 7;
+        };
+        let alone = super::search::check_operations(
+            &model,
+            &history,
+            &ops,
+            SearchOptions::default(),
+            &|| false,
+        );
+        assert_eq!(outcome, alone, "read {read:?}");
+        let steps = search.steps();
+        assert_eq!(search.run_until(u64::MAX, &|| false), Some(outcome));
+        assert_eq!(search.steps(), steps);
+    }
+}
+
+#[test]
 fn searches_holding_too_much_together_start_again_one_at_a_time() {
     // Four keys whose searches each outlast a first turn and need many
     // cache entries; the read names the last order tried, so each is
