@@ -269,10 +269,13 @@ const TEXT_HASH_BASE: u64 = 0x9e37_79b9_7f4a_7c15;
 /// hash(b)`, so an append hashes only its suffix, however long the value.
 /// Equal texts hash alike; a collision only costs a comparison of the texts.
 fn text_hash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0, |hash: u64, &byte| {
-        hash.wrapping_mul(TEXT_HASH_BASE)
-            .wrapping_add(u64::from(byte) + 1)
-    })
+    bytes.iter().fold(0, fold_byte)
+}
+
+/// One byte of [`text_hash`] folded in.
+fn fold_byte(hash: u64, &byte: &u8) -> u64 {
+    hash.wrapping_mul(TEXT_HASH_BASE)
+        .wrapping_add(u64::from(byte) + 1)
 }
 
 /// The hash of `text` followed by `suffix`, from `text`'s hash.
@@ -282,10 +285,7 @@ fn extend_text_hash(hash: u64, suffix: &[u8]) -> u64 {
         Ok(length) => hash
             .wrapping_mul(TEXT_HASH_BASE.wrapping_pow(length))
             .wrapping_add(text_hash(suffix)),
-        Err(_) => suffix.iter().fold(hash, |hash, &byte| {
-            hash.wrapping_mul(TEXT_HASH_BASE)
-                .wrapping_add(u64::from(byte) + 1)
-        }),
+        Err(_) => suffix.iter().fold(hash, fold_byte),
     }
 }
 
