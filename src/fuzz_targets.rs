@@ -12,6 +12,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::bond::{HandshakeFrame, WireFrame};
+use crate::check::cli::explain;
+use crate::check::models::{BuiltinModel, CasRegister, Counter, Kv};
+use crate::check::parse::{self, Format, RawHistory};
+use crate::check::{CheckOptions, SearchOptions, Verdict, check, html};
 use crate::codec::{self, SEAL_BYTES};
 use crate::examples::{CounterCmd, KvCmd, KvStore, RegisterCmd};
 use crate::raft::Message;
@@ -25,7 +29,11 @@ pub type Target = fn(&[u8]);
 
 /// Every target by name: the name is its directory under `corpus/fuzz/` and its
 /// binary in `fuzz/fuzz_targets/`.
-pub const TARGETS: &[(&str, Target)] = &[("codec", codec_target), ("schedule", schedule_target)];
+pub const TARGETS: &[(&str, Target)] = &[
+    ("codec", codec_target),
+    ("history", history_target),
+    ("schedule", schedule_target),
+];
 
 /// Simulated seconds of faults in a `schedule` run (then as many quiet ones).
 const SCHEDULE_SECONDS: u64 = 5;
@@ -172,6 +180,76 @@ where
         decoded,
         "unseal and decode disagree"
     );
+}
+
+/// Histories of at most this many operations are also checked whole, against
+/// their partitioned verdict.
+const HISTORY_WHOLE_OPERATIONS_MAX: usize = 16;
+
+/// A history file as `quorate check` reads it: byte 0 picks the format
+/// (detected, Jepsen log, EDN, JSON lines), the rest is the file's text. It is
+/// read, typed for every built-in model, checked, explained and drawn as HTML.
+///
+/// Never panics unless the checker is wrong: bad text is an error naming its
+/// line, and a short history's verdict is the same partitioned and whole
+/// (linearizability is compositional), wherever both searches decide.
+pub fn history_target(bytes: &[u8]) {
+    let Some((&selector, text)) = bytes.split_first() else {
+        return;
+    };
+    // `quorate check` refuses text that is not UTF-8 before it parses.
+    let Ok(text) = core::str::from_utf8(text) else {
+        return;
+    };
+    let format = match selector % 4 {
+        0 => None,
+        1 => Some(Format::JepsenLog),
+        2 => Some(Format::Edn),
+        _ => Some(Format::Jsonl),
+    };
+    let Ok(raw) = parse::parse(text, format, "fuzz") else {
+        return;
+    };
+    check_history::<CasRegister>(&raw);
+    check_history::<Kv>(&raw);
+    check_history::<Counter>(&raw);
+}
+
+/// `raw` typed for `M` (if it fits), checked, explained and drawn.
+fn check_history<M: BuiltinModel>(raw: &RawHistory) {
+    let Ok((model, history)) = M::from_raw(raw) else {
+        return;
+    };
+    // Small bounds: an input must not buy a long search.
+    let options = CheckOptions {
+        partition: true,
+        search: SearchOptions {
+            cache_entries_max: 1 << 12,
+            state_bytes_max: 1 << 20,
+        },
+    };
+    let report = check(&model, &history, &options, &|| false);
+    explain(&model, &history, &report, "fuzz", &mut std::io::sink());
+    let page = html::to_html(&model, &history, &report, "fuzz");
+    assert!(page.contains("</html>"), "an HTML view ends its page");
+    if history.len() > HISTORY_WHOLE_OPERATIONS_MAX {
+        return;
+    }
+    let whole = CheckOptions {
+        partition: false,
+        ..options
+    };
+    let whole = check(&model, &history, &whole, &|| false);
+    let decided = |verdict: &Verdict| !matches!(verdict, Verdict::Unknown { .. });
+    if decided(&report.verdict) && decided(&whole.verdict) {
+        assert_eq!(
+            report.verdict == Verdict::Linearizable,
+            whole.verdict == Verdict::Linearizable,
+            "partitioned: {:?}, whole: {:?}",
+            report.verdict,
+            whole.verdict
+        );
+    }
 }
 
 #[cfg(test)]

@@ -259,7 +259,8 @@ where
 }
 
 /// Details of a failure or an undecided check, on `err`.
-fn explain<M: BuiltinModel>(
+/// Writes why `report` is not `linearizable` (nothing if it is) to `err`.
+pub(crate) fn explain<M: BuiltinModel>(
     model: &M,
     history: &History<M::Input, M::Output>,
     report: &Report,
