@@ -149,12 +149,24 @@ impl Hasher for Fingerprint {
         self.word(u64::from(byte));
     }
 
+    // Every integer width is written as whole words: `Hasher`'s defaults
+    // for u16 and u128 (and so i16 and i128) write native-endian bytes,
+    // which would make a trace hash differ between machines.
+    fn write_u16(&mut self, word: u16) {
+        self.word(u64::from(word));
+    }
+
     fn write_u32(&mut self, word: u32) {
         self.word(u64::from(word));
     }
 
     fn write_u64(&mut self, word: u64) {
         self.word(word);
+    }
+
+    fn write_u128(&mut self, word: u128) {
+        self.word(word as u64);
+        self.word((word >> 64) as u64);
     }
 
     fn write_usize(&mut self, word: usize) {
@@ -174,6 +186,34 @@ mod tests {
         let mut fingerprint = Fingerprint::new(0);
         build(&mut fingerprint);
         fingerprint.value()
+    }
+
+    /// Integers of every width go in as little-endian words, never as native
+    /// bytes: a command's `Hash` gives the same trace hash on every machine.
+    #[test]
+    fn integers_of_every_width_are_words() {
+        use core::hash::Hash;
+        let word = |value: u64| of(|f| f.word(value));
+        assert_eq!(of(|f| 0x0102u16.hash(f)), word(0x0102));
+        assert_eq!(of(|f| (-2i16).hash(f)), word(0xfffe));
+        assert_eq!(of(|f| 0x0102_0304u32.hash(f)), word(0x0102_0304));
+        assert_eq!(of(|f| 7usize.hash(f)), word(7));
+        assert_eq!(of(|f| (-1isize).hash(f)), word(u64::MAX));
+        let wide = (5u128 << 64) | 9;
+        assert_eq!(
+            of(|f| wide.hash(f)),
+            of(|f| {
+                f.word(9);
+                f.word(5);
+            })
+        );
+        assert_eq!(
+            of(|f| (-1i128).hash(f)),
+            of(|f| {
+                f.word(u64::MAX);
+                f.word(u64::MAX);
+            })
+        );
     }
 
     #[test]
