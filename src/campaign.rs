@@ -298,11 +298,18 @@ impl Summary {
             }
         }
         let wall = totals.wall_seconds.max(1e-6);
+        let ratio = totals.simulated_seconds / wall;
+        // Two significant digits when slower than real time (100,000
+        // clients, say), where a whole number would read 0x.
+        let ratio = if ratio < 10.0 {
+            format!("{ratio:.2}")
+        } else {
+            format!("{ratio:.0}")
+        };
         let _ = writeln!(
             out,
-            "\nspeed: {:.0} simulated events per wall second; simulated time {:.0}x wall time ({:.1} s wall)",
+            "\nspeed: {:.0} simulated events per wall second; simulated time {ratio}x wall time ({:.1} s wall)",
             totals.events as f64 / wall,
-            totals.simulated_seconds / wall,
             totals.wall_seconds
         );
         if totals.entries_received > 0 {

@@ -38,6 +38,7 @@ use crate::campaign::{
     self, CampaignKey, FailureRecord, Progress, SeedRun, Shard, Summary, Totals,
 };
 use crate::examples::{Counter, KvStore, Register};
+use crate::sim::config::{CLIENTS_MAX, NODES_MAX};
 use crate::sim::runner::second_look;
 use crate::sim::scenario::Scenario;
 use crate::sim::workload::{
@@ -78,7 +79,7 @@ impl FromStr for SeedRange {
 #[derive(Debug, Clone, Args)]
 pub struct ClusterArgs {
     /// Voters in the group.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=255))]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=NODES_MAX))]
     pub nodes: u64,
     /// The built-in workload: counter, register or kv.
     #[arg(long, default_value = "kv")]
@@ -92,8 +93,8 @@ pub struct ClusterArgs {
     /// Simulated seconds of quiet at the end, before liveness is checked.
     #[arg(long, default_value_t = 10.0)]
     pub quiet: f64,
-    /// Concurrent clients.
-    #[arg(long, default_value_t = 5)]
+    /// Concurrent clients (at most 100,000).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=CLIENTS_MAX))]
     pub clients: u64,
     /// Switch on a planted bug in every node (repeatable; feature `flaws`).
     #[cfg(feature = "flaws")]

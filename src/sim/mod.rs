@@ -239,11 +239,28 @@ impl<M: SimMachine> Simulation<M> {
     /// A simulation whose node `id` runs `make_machine(id)`: for machines that
     /// differ per node only in what is not part of their state, such as their
     /// leadership preference. Equal states must still compare equal.
+    ///
+    /// # Panics
+    ///
+    /// If `config` has no node or more than [`config::NODES_MAX`], or more
+    /// than [`config::CLIENTS_MAX`] clients.
     pub fn per_node(
         config: SimConfig,
         make_machine: impl Fn(PeerId) -> M + 'static,
         workload: impl Workload<M> + 'static,
     ) -> Self {
+        assert!(
+            (1..=config::NODES_MAX).contains(&config.nodes),
+            "SimConfig::nodes is {}; 1 to {}",
+            config.nodes,
+            config::NODES_MAX
+        );
+        assert!(
+            config.clients <= config::CLIENTS_MAX,
+            "SimConfig::clients is {}; at most {}",
+            config.clients,
+            config::CLIENTS_MAX
+        );
         Self {
             config,
             make_machine: Box::new(make_machine),
@@ -684,5 +701,30 @@ fn check_linearizability<M: SimMachine>(
             None
         }
         Verdict::Unknown { reason } => Some(reason.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::examples::KvStore;
+    use crate::sim::workload::KvWorkload;
+
+    /// A configuration past the limits is refused before it allocates:
+    /// 10^12 clients used to abort the process asking for 528 TB.
+    #[test]
+    #[should_panic(expected = "SimConfig::clients is 1000000000000; at most 100000")]
+    fn a_simulation_refuses_more_clients_than_it_can_hold() {
+        let mut config = SimConfig::new(1);
+        config.clients = 1_000_000_000_000;
+        let _ = Simulation::new(config, KvStore::default, KvWorkload::default());
+    }
+
+    #[test]
+    #[should_panic(expected = "SimConfig::nodes is 0; 1 to 255")]
+    fn a_simulation_refuses_a_group_of_no_node() {
+        let mut config = SimConfig::new(1);
+        config.nodes = 0;
+        let _ = Simulation::new(config, KvStore::default, KvWorkload::default());
     }
 }

@@ -63,7 +63,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{FaultPlan, FaultPreset, NetworkFaults, SimConfig};
+use super::config::{
+    ALWAYS, CLIENTS_MAX, FaultPlan, FaultPreset, NODES_MAX, NetworkFaults, SimConfig,
+};
 use super::faults::{FaultAction, ScheduledFault, Target};
 use super::workload::Operation;
 use crate::id::{GroupIdInput, PeerId};
@@ -284,8 +286,19 @@ impl Scenario {
                 self.format
             )));
         }
-        if !(1..=255).contains(&self.nodes) {
-            return Err(error(format!("nodes is {}; 1 to 255", self.nodes)));
+        if !(1..=NODES_MAX).contains(&self.nodes) {
+            return Err(error(format!("nodes is {}; 1 to {NODES_MAX}", self.nodes)));
+        }
+        if self.clients > CLIENTS_MAX {
+            return Err(error(format!(
+                "clients is {}; at most {CLIENTS_MAX}",
+                self.clients
+            )));
+        }
+        if let Some((name, rate)) = self.network.out_of_range() {
+            return Err(error(format!(
+                "network.{name} is {rate} parts per million; at most {ALWAYS}"
+            )));
         }
         if self.append_entries_max == 0 {
             return Err(error("append_entries_max must be at least 1"));
@@ -317,7 +330,7 @@ impl Scenario {
         for (number, operation) in self.operations.iter().enumerate() {
             if !(1..=self.clients).contains(&operation.client) {
                 return Err(error(format!(
-                    "operations[{number}] is for client {}, but there are {} clients",
+                    "operations[{number}] is for client {}, but clients are numbered 1 to {}",
                     operation.client, self.clients
                 )));
             }
@@ -614,6 +627,14 @@ mod tests {
         let cases = [
             (text.replace("\"format\": 1", "\"format\": 9"), "format 9"),
             (text.replace("\"nodes\": 5", "\"nodes\": 0"), "nodes is 0"),
+            (
+                text.replace("\"clients\": 5", "\"clients\": 1000000000000"),
+                "clients is 1000000000000; at most 100000",
+            ),
+            (
+                text.replace("\"loss\": 20000", "\"loss\": 2000000"),
+                "network.loss is 2000000 parts per million",
+            ),
             (
                 text.replace("\"crash\":\"leader\"", "\"crash\":{\"node\":7}"),
                 "faults[0] names n7",
