@@ -186,7 +186,14 @@ pub struct SeedRun {
     pub trace_hash: String,
     /// Simulated events.
     pub events: u64,
+    /// Why the linearizability search gave up, if it did: the run found no
+    /// violation, but its history is not known to be linearizable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linearizability_undecided: Option<String>,
 }
+
+/// Seeds listed by name in a summary line before the rest are counted.
+const SEEDS_LISTED_MAX: usize = 5;
 
 /// A failed seed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -296,6 +303,31 @@ impl Summary {
                     );
                 }
             }
+        }
+        let undecided: Vec<&SeedRun> = self
+            .runs
+            .iter()
+            .filter(|run| run.linearizability_undecided.is_some())
+            .collect();
+        if let Some(first) = undecided.first() {
+            let mut seeds: Vec<String> = undecided
+                .iter()
+                .take(SEEDS_LISTED_MAX)
+                .map(|run| run.seed.to_string())
+                .collect();
+            if undecided.len() > SEEDS_LISTED_MAX {
+                seeds.push(format!("and {} more", undecided.len() - SEEDS_LISTED_MAX));
+            }
+            let _ = writeln!(
+                out,
+                "\nlinearizability undecided in {} seed(s), the search gave up ({}): {}",
+                undecided.len(),
+                first
+                    .linearizability_undecided
+                    .as_deref()
+                    .unwrap_or_default(),
+                seeds.join(", ")
+            );
         }
         let wall = totals.wall_seconds.max(1e-6);
         let ratio = totals.simulated_seconds / wall;

@@ -226,6 +226,7 @@ fn check_history<M: BuiltinModel>(raw: &RawHistory) {
         search: SearchOptions {
             cache_entries_max: 1 << 12,
             state_bytes_max: 1 << 20,
+            cache_bytes_max: 1 << 22,
         },
     };
     let report = check(&model, &history, &options, &|| false);

@@ -8,7 +8,9 @@ use std::time::Instant;
 use quorate::check::cli::{CheckArgs, ModelName, run_check};
 use quorate::check::models::{BuiltinModel, CasRegister, Kv};
 use quorate::check::parse;
-use quorate::check::search::{CACHE_ENTRIES_MAX_DEFAULT, STATE_BYTES_MAX_DEFAULT};
+use quorate::check::search::{
+    CACHE_BYTES_MAX_DEFAULT, CACHE_ENTRIES_MAX_DEFAULT, STATE_BYTES_MAX_DEFAULT,
+};
 use quorate::check::{CheckOptions, Verdict, check};
 
 const JEPSEN_LINEARIZABLE: [u32; 10] = [2, 5, 7, 18, 25, 31, 38, 45, 48, 49];
@@ -102,6 +104,7 @@ fn the_cli_prints_a_line_per_file_and_exits_by_verdict() {
             html: None,
             cache_entries_max: CACHE_ENTRIES_MAX_DEFAULT,
             state_bytes_max: STATE_BYTES_MAX_DEFAULT,
+            cache_bytes_max: CACHE_BYTES_MAX_DEFAULT,
             files,
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());

@@ -93,6 +93,11 @@ pub struct CheckArgs {
     /// states own their values); a search that needs more ends `unknown`.
     #[arg(long, default_value_t = super::search::STATE_BYTES_MAX_DEFAULT)]
     pub state_bytes_max: usize,
+    /// The most bytes of cached pairs per partition besides their states
+    /// (each pair's set of linearized operations grows with the partition);
+    /// a search that needs more ends `unknown`.
+    #[arg(long, default_value_t = super::search::CACHE_BYTES_MAX_DEFAULT)]
+    pub cache_bytes_max: usize,
     /// History files.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
@@ -234,6 +239,7 @@ where
         search: SearchOptions {
             cache_entries_max: args.cache_entries_max,
             state_bytes_max: args.state_bytes_max,
+            cache_bytes_max: args.cache_bytes_max,
         },
     };
     let start = clock();

@@ -27,18 +27,21 @@
 //!
 //! # Memory bound
 //!
-//! The cache holds at most [`SearchOptions::cache_entries_max`] entries; when
-//! a search would insert one more it stops with [`PartitionOutcome::Unknown`]
+//! The cache holds at most [`SearchOptions::cache_entries_max`] entries and
+//! [`SearchOptions::cache_bytes_max`] bytes of its own; when a search would
+//! insert past either it stops with [`PartitionOutcome::Unknown`]
 //! ([`UnknownReason::CacheFull`]). An entry costs `8 * ceil(n / 64)` bytes of
-//! bitset for `n` operations, one state (`size_of::<State>()` plus whatever the
-//! state shares or owns), 8 bytes of hash and at most 8 bytes of table slot;
+//! bitset for `n` operations, 8 bytes of hash, 4 of state number and about 8
+//! of table slot (the byte bound counts these), plus one state when it brings
+//! a new one (`size_of::<State>()` plus whatever the state shares or owns);
 //! the backtracking stack holds at most `n` states besides. The distinct
 //! states together may take at most [`SearchOptions::state_bytes_max`] bytes,
-//! as [`Model::state_bytes`] counts them; past either bound the search stops
-//! the same way. These bounds are per search; when partitions take turns
-//! ([`turns`](super::turns)), a thread's paused searches together stay
-//! within them too (checked between turns), so a thread holds at most about
-//! twice one search's bound.
+//! as [`Model::state_bytes`] counts them; past that the search stops the same
+//! way. The entry bound alone is no memory bound: a 10,000-operation
+//! partition makes each entry 1.3 KB, and 2^24 of them 21 GB. These bounds are
+//! per search; when partitions take turns ([`turns`](super::turns)), a
+//! thread's paused searches together stay within them too (checked between
+//! turns), so a thread holds at most about twice one search's bound.
 //!
 //! What a state owns counts: a key-value state whose values grow with each
 //! append costs its strings in every entry that brought a new state. The kv
@@ -60,6 +63,9 @@ pub const CACHE_ENTRIES_MAX_DEFAULT: usize = 1 << 24;
 /// The default of [`SearchOptions::state_bytes_max`]: 1 GiB.
 pub const STATE_BYTES_MAX_DEFAULT: usize = 1 << 30;
 
+/// The default of [`SearchOptions::cache_bytes_max`]: 2 GiB.
+pub const CACHE_BYTES_MAX_DEFAULT: usize = 1 << 31;
+
 /// How often (in search steps) the caller's `should_stop` is consulted.
 const STOP_POLL_STEPS: u64 = 1 << 12;
 
@@ -71,6 +77,9 @@ pub struct SearchOptions {
     /// The most bytes of distinct states the cache may hold, as the model's
     /// [`Model::state_bytes`] counts them.
     pub state_bytes_max: usize,
+    /// The most bytes the cache's entries may take besides the states: their
+    /// linearized sets (which grow with the partition), hashes and table.
+    pub cache_bytes_max: usize,
 }
 
 impl Default for SearchOptions {
@@ -78,6 +87,7 @@ impl Default for SearchOptions {
         Self {
             cache_entries_max: CACHE_ENTRIES_MAX_DEFAULT,
             state_bytes_max: STATE_BYTES_MAX_DEFAULT,
+            cache_bytes_max: CACHE_BYTES_MAX_DEFAULT,
         }
     }
 }
@@ -87,8 +97,9 @@ impl Default for SearchOptions {
 pub enum UnknownReason {
     /// The caller's `should_stop` returned true (a deadline passed).
     Stopped,
-    /// The cache reached [`SearchOptions::cache_entries_max`] entries, or
-    /// its states [`SearchOptions::state_bytes_max`] bytes.
+    /// The cache reached [`SearchOptions::cache_entries_max`] entries, its
+    /// entries [`SearchOptions::cache_bytes_max`] bytes, or its states
+    /// [`SearchOptions::state_bytes_max`] bytes.
     CacheFull,
 }
 
@@ -227,6 +238,7 @@ struct Cache<S> {
     slots: Vec<u32>,
     mask: usize,
     entries_max: usize,
+    bytes_max: usize,
 }
 
 enum Insert {
@@ -236,7 +248,7 @@ enum Insert {
 }
 
 impl<S: Eq> Cache<S> {
-    fn new(words: usize, entries_max: usize) -> Self {
+    fn new(words: usize, entries_max: usize, bytes_max: usize) -> Self {
         let capacity = 1 << 10;
         Self {
             words,
@@ -247,7 +259,19 @@ impl<S: Eq> Cache<S> {
             slots: vec![0; capacity],
             mask: capacity - 1,
             entries_max: entries_max.min(u32::MAX as usize - 1),
+            bytes_max,
         }
+    }
+
+    /// Bytes an entry adds: its bitset, hash and state number, and two table
+    /// slots (the table is kept at most half full).
+    fn entry_bytes(&self) -> usize {
+        8 * self.words + 8 + 4 + 2 * 4
+    }
+
+    /// Bytes the entries take, by [`entry_bytes`](Self::entry_bytes).
+    fn bytes(&self) -> usize {
+        self.hashes.len() * self.entry_bytes()
     }
 
     /// Keeps `state` in the arena; returns its number.
@@ -283,7 +307,9 @@ impl<S: Eq> Cache<S> {
             }
             slot = (slot + 1) & self.mask;
         }
-        if self.hashes.len() >= self.entries_max {
+        if self.hashes.len() >= self.entries_max
+            || self.bytes() + self.entry_bytes() > self.bytes_max
+        {
             if fresh {
                 self.states.pop();
             }
@@ -504,7 +530,8 @@ impl<'h, M: Model> PartitionSearch<'h, M> {
         let tail = entries.tail();
         let words = kept.len().div_ceil(64).max(1);
         let keys: Vec<u64> = (0..kept.len()).map(zobrist).collect();
-        let mut cache: Cache<M::State> = Cache::new(words, options.cache_entries_max);
+        let mut cache: Cache<M::State> =
+            Cache::new(words, options.cache_entries_max, options.cache_bytes_max);
         // The current state and those on the stack are numbers in the cache's
         // arena, each with its hash: an operation that leaves the state
         // unchanged costs neither a copy nor a rehash.
@@ -546,6 +573,12 @@ impl<'h, M: Model> PartitionSearch<'h, M> {
     /// search holds, in the unit of [`SearchOptions::cache_entries_max`].
     pub fn cache_entries(&self) -> usize {
         self.cache.hashes.len()
+    }
+
+    /// The bytes the cached entries take besides their states (the unit of
+    /// [`SearchOptions::cache_bytes_max`]).
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.bytes()
     }
 
     /// The bytes of the states cached so far, as [`Model::state_bytes`]

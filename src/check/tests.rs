@@ -237,6 +237,24 @@ fn should_stop_and_a_full_cache_give_unknown() {
             reason: UnknownReason::CacheFull
         }
     );
+    // The entries' bytes bound it too (the entry bound left at its default):
+    // each holds a set of this history's operations, and 100 entries' worth
+    // is too few, as above.
+    let entry_bytes = 8 * history.operations.len().div_ceil(64) + 20;
+    let few_bytes = CheckOptions {
+        partition: true,
+        search: SearchOptions {
+            cache_bytes_max: 100 * entry_bytes,
+            ..SearchOptions::default()
+        },
+    };
+    let full = check(&CasRegister, &history, &few_bytes, &|| false);
+    assert_eq!(
+        full.verdict,
+        Verdict::Unknown {
+            reason: UnknownReason::CacheFull
+        }
+    );
 }
 
 #[test]

@@ -173,7 +173,11 @@ fn take_turns<M: Model>(
             .map(|(_, search)| search.cache_entries())
             .sum();
         let bytes: usize = paused.iter().map(|(_, search)| search.state_bytes()).sum();
-        if held > options.search.cache_entries_max || bytes > options.search.state_bytes_max {
+        let entry_bytes: usize = paused.iter().map(|(_, search)| search.cache_bytes()).sum();
+        if held > options.search.cache_entries_max
+            || bytes > options.search.state_bytes_max
+            || entry_bytes > options.search.cache_bytes_max
+        {
             // Too much memory held at once: start again, one at a time.
             let restart: Vec<usize> = paused.drain(..).map(|(index, _)| index).collect();
             for index in restart {

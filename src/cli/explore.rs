@@ -477,6 +477,7 @@ pub fn run_explore(
                     seed,
                     trace_hash: report.trace_hash.clone(),
                     events: report.stats.events,
+                    linearizability_undecided: report.linearizability_unknown.clone(),
                 });
                 if !report.passed() {
                     display.borrow_mut().clear();
@@ -601,7 +602,17 @@ pub fn run_replay(args: &ReplayArgs, out: &mut dyn Write) -> i32 {
         report.faults
     );
     if report.passed() {
-        let _ = writeln!(out, "all checks passed");
+        match &report.linearizability_unknown {
+            Some(reason) => {
+                let _ = writeln!(
+                    out,
+                    "all checks passed, but linearizability is undecided: the search gave up ({reason})"
+                );
+            }
+            None => {
+                let _ = writeln!(out, "all checks passed");
+            }
+        }
         0
     } else {
         let _ = write!(out, "{}", report.failure_text());

@@ -60,9 +60,12 @@ pub fn run_timeline(args: &TimelineArgs, out: &mut dyn Write) -> i32 {
         let _ = writeln!(out, "error: cannot write {}: {error}", args.out.display());
         return 2;
     }
-    let verdict = match report.violations.first() {
-        Some(violation) => format!("FAILED {violation}"),
-        None => "all checks passed".to_owned(),
+    let verdict = match (report.violations.first(), &report.linearizability_unknown) {
+        (Some(violation), _) => format!("FAILED {violation}"),
+        (None, Some(reason)) => {
+            format!("all checks passed, but linearizability is undecided ({reason})")
+        }
+        (None, None) => "all checks passed".to_owned(),
     };
     let _ = writeln!(
         out,

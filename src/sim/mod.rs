@@ -76,6 +76,12 @@ use world::World;
 /// Memory bound of the linearizability search per partition, in cached states.
 const LINEARIZABILITY_CACHE_MAX: usize = 2_000_000;
 
+/// Memory bound of the linearizability search per partition, in bytes of
+/// cached entries: with thousands of clients a partition holds tens of
+/// thousands of operations, each entry kilobytes of linearized set, and the
+/// entry bound alone let one seed of 5,000 clients exhaust 24 GiB.
+const LINEARIZABILITY_CACHE_BYTES_MAX: usize = 1 << 29;
+
 /// The name of the end-of-run liveness checks ([`Violation::check`]): a
 /// failure of these alone gets a second look with a longer quiet period
 /// ([`config::second_look_quiet_period`]).
@@ -670,6 +676,7 @@ fn check_linearizability<M: SimMachine>(
         partition: true,
         search: SearchOptions {
             cache_entries_max: LINEARIZABILITY_CACHE_MAX,
+            cache_bytes_max: LINEARIZABILITY_CACHE_BYTES_MAX,
             ..SearchOptions::default()
         },
     };
