@@ -173,10 +173,10 @@ fn take_turns<M: Model>(
             .map(|(_, search)| search.cache_entries())
             .sum();
         let bytes: usize = paused.iter().map(|(_, search)| search.state_bytes()).sum();
-        let entry_bytes: usize = paused.iter().map(|(_, search)| search.cache_bytes()).sum();
+        let cache_bytes: usize = paused.iter().map(|(_, search)| search.cache_bytes()).sum();
         if held > options.search.cache_entries_max
             || bytes > options.search.state_bytes_max
-            || entry_bytes > options.search.cache_bytes_max
+            || cache_bytes > options.search.cache_bytes_max
         {
             // Too much memory held at once: start again, one at a time.
             let restart: Vec<usize> = paused.drain(..).map(|(index, _)| index).collect();
