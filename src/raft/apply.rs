@@ -50,6 +50,13 @@ pub(crate) enum Seen {
 pub(crate) struct Sessions {
     clients_max: usize,
     clients: BTreeMap<ClientId, Session>,
+    /// `(index, client)` of every record, in apply order: the first whose
+    /// client is still last active at that index is the least recently active
+    /// client (the others are stale, skipped when evicting, and dropped by
+    /// [`compact`](Self::compact)). Eviction takes O(1) amortized, where a
+    /// scan of every session cost 4,096 steps per apply once more clients
+    /// than the bound were active.
+    recency: VecDeque<(Index, ClientId)>,
 }
 
 impl Sessions {
@@ -57,6 +64,7 @@ impl Sessions {
         Self {
             clients_max,
             clients: BTreeMap::new(),
+            recency: VecDeque::new(),
         }
     }
 
@@ -104,17 +112,55 @@ impl Sessions {
             session.applied.pop_front();
         }
         session.last_active = index;
+        if self
+            .recency
+            .back()
+            .is_some_and(|&(last, client)| (last, client) > (index, id.client))
+        {
+            // Applies come in log order; should one not, the queue is rebuilt
+            // in order rather than trusted.
+            self.recency.push_back((index, id.client));
+            self.compact();
+        } else {
+            self.recency.push_back((index, id.client));
+        }
         if self.clients.len() > self.clients_max {
-            let evicted = self
-                .clients
-                .iter()
-                .min_by_key(|(client, session)| (session.last_active, **client))
-                .map(|(client, _)| *client)
-                .expect("over the bound means not empty");
-            self.clients.remove(&evicted);
+            loop {
+                let (index, client) = self
+                    .recency
+                    .pop_front()
+                    .expect("every session has a record in the queue");
+                if self
+                    .clients
+                    .get(&client)
+                    .is_some_and(|session| session.last_active == index)
+                {
+                    self.clients.remove(&client);
+                    break;
+                }
+            }
+        }
+        if self.recency.len() > 2 * self.clients.len() + RECENCY_SLACK {
+            self.compact();
         }
     }
+
+    /// Rebuilds the recency queue from the sessions: one record each, least
+    /// recently active first (ties by id).
+    fn compact(&mut self) {
+        let mut records: Vec<(Index, ClientId)> = self
+            .clients
+            .iter()
+            .map(|(client, session)| (session.last_active, *client))
+            .collect();
+        records.sort_unstable();
+        self.recency = records.into();
+    }
 }
+
+/// Stale records the recency queue may hold beyond twice the sessions before
+/// it is compacted.
+const RECENCY_SLACK: usize = 64;
 
 /// The [`ApplyContext`] of one batch.
 struct BatchContext {
@@ -285,6 +331,38 @@ mod tests {
         sessions.record(id(1, 2), 3, Index(12));
         assert_eq!(sessions.seen(id(1, 1)), Seen::Duplicate(None));
         assert_eq!(sessions.seen(id(1, 3)), Seen::Duplicate(Some(Index(11))));
+    }
+
+    proptest::proptest! {
+        /// Eviction through the recency queue forgets the very client a scan
+        /// for the least recently active one (ties by id) would: every node
+        /// must keep the same sessions.
+        #[test]
+        fn sessions_evict_as_a_scan_would(
+            clients_max in 0usize..6,
+            records in proptest::collection::vec((1u64..10, 1u64..4, 0u64..2), 0..200),
+        ) {
+            let mut sessions = Sessions::new(clients_max);
+            let mut scanned: BTreeMap<ClientId, Index> = BTreeMap::new();
+            for (step, (client, sequence, repeat)) in records.into_iter().enumerate() {
+                // Mostly increasing indexes, now and then the same one twice.
+                let index = Index(step as u64 + 1 - repeat.min(step as u64));
+                sessions.record(id(client, sequence), 0, index);
+                scanned.insert(ClientId(client), index);
+                if scanned.len() > clients_max {
+                    let evicted = scanned
+                        .iter()
+                        .min_by_key(|(client, index)| (**index, **client))
+                        .map(|(client, _)| *client)
+                        .expect("over the bound");
+                    scanned.remove(&evicted);
+                }
+                let kept: Vec<ClientId> = sessions.clients.keys().copied().collect();
+                let expected: Vec<ClientId> = scanned.keys().copied().collect();
+                proptest::prop_assert_eq!(kept, expected);
+                proptest::prop_assert!(sessions.recency.len() <= 2 * sessions.clients.len() + RECENCY_SLACK + 1);
+            }
+        }
     }
 
     #[test]
