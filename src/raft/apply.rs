@@ -112,17 +112,12 @@ impl Sessions {
             session.applied.pop_front();
         }
         session.last_active = index;
-        if self
-            .recency
-            .back()
-            .is_some_and(|&(last, client)| (last, client) > (index, id.client))
-        {
-            // Applies come in log order; should one not, the queue is rebuilt
-            // in order rather than trusted.
-            self.recency.push_back((index, id.client));
+        // Applies come in log order; should one not, the queue is rebuilt in
+        // order rather than trusted.
+        let out_of_order = self.recency.back() > Some(&(index, id.client));
+        self.recency.push_back((index, id.client));
+        if out_of_order {
             self.compact();
-        } else {
-            self.recency.push_back((index, id.client));
         }
         if self.clients.len() > self.clients_max {
             loop {
