@@ -13,7 +13,7 @@ explore:
 # The long campaign: thousands of seeds of every sim-tests file.
 SEEDS ?= 2000
 sim:
-	QUORATE_SEEDS=$(SEEDS) cargo test --release --test linearizability --test elections --test crash_recovery --test reads --test preferences --test bonding
+	QUORATE_SEEDS=$(SEEDS) cargo test --release --test linearizability --test sessions --test elections --test crash_recovery --test reads --test preferences --test bonding
 	cargo run --release -- explore --seeds 0..$(SEEDS) --workload counter
 	cargo run --release -- explore --seeds 0..$(SEEDS) --workload register
 

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant as WallClock};
 
 use quorate::env::{Instant, TimerKind, derive_entropy};
+use quorate::log::Index;
 use quorate::raft::{
     ClientId, Effect, EntryOf, Message, Node, NodeOptions, Proposal, ProposalId, ProposalOutcome,
 };
@@ -144,6 +145,7 @@ impl Loop {
                         },
                         command: 1,
                         settled_below: sequence,
+                        session: Index::ZERO,
                     },
                 );
             }

@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-200}
 TRIALS=${TRIALS:-5}
 FLAWS=${FLAWS:-"commit-by-counting vote-without-log-check reply-before-sync read-without-read-index truncate-committed quorum-of-reachable apply-duplicates keep-next-on-conflict"}
+# forget-expired-sessions needs more clients than sessions: FLAWS=forget-expired-sessions
+# and EXTRA="--clients 20 --sessions-max 4".
 BIN=target/release/quorate
 OUT=target/bench-flaws
 rm -rf "$OUT" && mkdir -p "$OUT"
@@ -25,7 +27,7 @@ for flaw in $FLAWS; do
   for trial in $(seq 0 $((TRIALS - 1))); do
     start=$((trial * 100000))
     t0=$(now)
-    out=$("$BIN" explore --seeds "$start..$((start + SEEDS))" --flaw "$flaw" --stop-after 1 \
+    out=$("$BIN" explore --seeds "$start..$((start + SEEDS))" --flaw "$flaw" ${EXTRA:-} --stop-after 1 \
           --save-failures "$OUT/$flaw" 2>/dev/null)
     walls+=("$(echo "$(now) - $t0" | bc)")
     seed=$(printf '%s\n' "$out" | grep -m1 -oE '^seed [0-9]+ FAILED' | grep -oE '[0-9]+')

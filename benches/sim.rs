@@ -37,6 +37,7 @@ use std::time::{Duration, Instant as WallClock};
 
 use quorate::env::{Instant, TimerKind, derive_entropy};
 use quorate::examples::{KvCmd, KvStore};
+use quorate::log::Index;
 use quorate::raft::{
     ClientId, Effect, EntriesReceived, EntryOf, LentAppendEntries, Message, Node, NodeOptions,
     Proposal, ProposalId,
@@ -163,6 +164,7 @@ fn engine_loop_messages_per_second(nodes: u64, commits: u64) -> f64 {
                 id,
                 command,
                 settled_below: sequence,
+                session: Index::ZERO,
             },
         );
         flush(&mut group[0], &mut queue, &mut committed);

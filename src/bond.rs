@@ -32,7 +32,8 @@ use crate::raft::{LentAppendEntries, LogEntry, Message};
 
 /// The handshake's protocol version; peers of different versions refuse.
 /// Version 2: a refusal of AppendEntries names the `prev` it refused.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Version 3: proposals and command entries carry their session's stamp.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 const CONTEXT_PROOF: &str = "quorate 2026 bond proof v1";
 

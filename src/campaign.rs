@@ -144,6 +144,9 @@ pub struct CampaignKey {
     pub nodes: u64,
     /// Concurrent clients.
     pub clients: u64,
+    /// Client sessions each node keeps.
+    #[serde(default = "sessions_max_default")]
+    pub sessions_max: usize,
     /// Workload name.
     pub workload: String,
     /// Fault preset.
@@ -170,11 +173,18 @@ impl core::fmt::Display for CampaignKey {
             self.duration,
             self.quiet
         )?;
+        if self.sessions_max != sessions_max_default() {
+            write!(f, ", {} sessions", self.sessions_max)?;
+        }
         if !self.flaws.is_empty() {
             write!(f, ", flaws {}", self.flaws.join(","))?;
         }
         Ok(())
     }
+}
+
+fn sessions_max_default() -> usize {
+    crate::raft::NodeOptions::default().sessions_max
 }
 
 /// One seed's outcome, as recorded in a summary.
@@ -238,6 +248,14 @@ pub struct Totals {
     /// Those among them already held: replication traffic resent in vain.
     #[serde(default)]
     pub entries_already_held: u64,
+    /// Proposals refused because their client's session was forgotten
+    /// (more clients than `sessions_max`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sessions_expired: u64,
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 /// The JSON summary of a campaign or of one shard (`--summary FILE`).
@@ -352,6 +370,13 @@ impl Summary {
                 totals.entries_received
             );
         }
+        if totals.sessions_expired > 0 {
+            let _ = writeln!(
+                out,
+                "sessions: {} proposals refused as of a forgotten session (their outcome recorded as unknown)",
+                totals.sessions_expired
+            );
+        }
     }
 
     /// Combines shard summaries into one, as an unsharded run would have
@@ -403,6 +428,7 @@ impl Summary {
             totals.wall_seconds += part.totals.wall_seconds;
             totals.entries_received += part.totals.entries_received;
             totals.entries_already_held += part.totals.entries_already_held;
+            totals.sessions_expired += part.totals.sessions_expired;
         }
         let count = count.unwrap_or(1);
         let missing: Vec<String> = (0..count)

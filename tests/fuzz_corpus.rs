@@ -81,6 +81,7 @@ fn entries<C: Clone>(commands: &[C]) -> Vec<(Term, LogEntry<C>)> {
                     sequence: sequence as u64 + 1,
                 },
                 settled_below: sequence as u64,
+                session: Index::ZERO,
                 batch_end: sequence + 1 == commands.len(),
             }),
         ));
@@ -193,6 +194,7 @@ fn every_message<C: Clone>(commands: &[C]) -> Vec<(&'static str, Message<C>)> {
                     id,
                     command: commands[0].clone(),
                     settled_below: 299,
+                    session: Index::ZERO,
                 },
             },
         ),

@@ -96,6 +96,10 @@ pub struct ClusterArgs {
     /// Concurrent clients (at most 100,000).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=CLIENTS_MAX))]
     pub clients: u64,
+    /// Client sessions each node keeps; fewer than --clients exercises
+    /// session expiry.
+    #[arg(long, default_value_t = SimConfig::new(0).sessions_max, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub sessions_max: usize,
     /// Switch on a planted bug in every node (repeatable; feature `flaws`).
     #[cfg(feature = "flaws")]
     #[arg(long = "flaw")]
@@ -116,6 +120,7 @@ impl ClusterArgs {
         let mut config = SimConfig::new(seed);
         config.nodes = self.nodes;
         config.clients = self.clients;
+        config.sessions_max = self.sessions_max;
         config.faults = self.faults;
         config.duration = seconds(self.duration, "duration")?;
         config.quiet_period = seconds(self.quiet, "quiet")?;
@@ -397,6 +402,7 @@ pub fn campaign_key(args: &ExploreArgs) -> CampaignKey {
         seeds: format!("{}..{}", args.seeds.0.start, args.seeds.0.end),
         nodes: args.cluster.nodes,
         clients: args.cluster.clients,
+        sessions_max: args.cluster.sessions_max,
         workload: args.cluster.workload.to_string(),
         faults: args.cluster.faults.to_string(),
         duration: args.cluster.duration,
@@ -472,6 +478,7 @@ pub fn run_explore(
                 summary.totals.events += report.stats.events;
                 summary.totals.entries_received += report.stats.entries_received.total;
                 summary.totals.entries_already_held += report.stats.entries_received.already_held;
+                summary.totals.sessions_expired += report.stats.sessions_expired;
                 simulated += report.stats.simulated;
                 summary.runs.push(SeedRun {
                     seed,

@@ -184,6 +184,7 @@ fn messages() -> Vec<Message<KvCmd>> {
                     sequence: n * 1000,
                 },
                 settled_below: n,
+                session: Index(n << 33),
                 command: KvCmd::Append {
                     key: format!("k{n}"),
                     value: "é".repeat(n as usize * 100),
@@ -224,6 +225,7 @@ fn messages() -> Vec<Message<KvCmd>> {
                     value: "v".into(),
                 },
                 settled_below: 4,
+                session: Index(70_001),
             },
         },
     ]

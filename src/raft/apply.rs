@@ -22,9 +22,11 @@ const SESSION_SEQUENCES_MAX: usize = 1024;
 /// Entries read from storage at a time while applying.
 const APPLY_READ_ENTRIES_MAX: u64 = 1024;
 
-/// The deduplication records of one client.
+/// The deduplication records of one client's session.
 #[derive(Debug, Clone, Default)]
 struct Session {
+    /// The session's [`Proposal::session`](super::Proposal::session).
+    stamp: Index,
     /// Every sequence number below this one is settled at the client.
     settled_below: u64,
     /// Applied sequence numbers at or above the floor, with their indexes, in
@@ -42,14 +44,33 @@ pub(crate) enum Seen {
     New,
     /// Applied before at this index (or at an index since forgotten).
     Duplicate(Option<Index>),
+    /// Of a session forgotten (evicted, or replaced by a newer session of
+    /// its client): whether it was applied before cannot be told, so it is not
+    /// applied now.
+    Expired,
 }
 
 /// Client sessions for exactly-once application (Ongaro's thesis §6.3). Derived
 /// from the log alone, so every node holds the same records at the same index.
+///
+/// At most `clients_max` sessions are kept. Forgetting one must not let a
+/// retry of a command it applied be applied again, and must not turn away new
+/// clients for good. Each proposal carries its session's stamp `T`, a commit
+/// index its client learned before the session's first proposal, so every
+/// entry of the session lands above `T`. Evicting a session raises
+/// `evicted_through` to its last applied index, which is then above `T`.
+/// So a proposal of an unknown client whose stamp is at or above
+/// `evicted_through` belongs to a session that never applied anything: it is
+/// new. Below, it may be a retry of a forgotten session, and it is refused as
+/// [`Seen::Expired`]; the refusal names a commit index to open the next
+/// session with. Ongaro registers clients through the log for the same end;
+/// stamps spare that round trip.
 #[derive(Debug, Clone)]
 pub(crate) struct Sessions {
     clients_max: usize,
     clients: BTreeMap<ClientId, Session>,
+    /// The highest last applied index of an evicted session.
+    evicted_through: Index,
     /// `(index, client)` of every record, in apply order: the first whose
     /// client is still last active at that index is the least recently active
     /// client (the others are stale, skipped when evicting, and dropped by
@@ -64,14 +85,29 @@ impl Sessions {
         Self {
             clients_max,
             clients: BTreeMap::new(),
+            evicted_through: Index::ZERO,
             recency: VecDeque::new(),
         }
     }
 
-    pub(crate) fn seen(&self, id: ProposalId) -> Seen {
+    /// Whether `id`, of the session stamped `stamp`, was applied before.
+    pub(crate) fn seen(&self, id: ProposalId, stamp: Index) -> Seen {
         let Some(session) = self.clients.get(&id.client) else {
-            return Seen::New;
+            return if stamp >= self.evicted_through {
+                Seen::New
+            } else {
+                Seen::Expired
+            };
         };
+        if stamp != session.stamp {
+            // A newer session applied nothing yet (its first entry would
+            // have replaced this one); an older one was replaced.
+            return if stamp > session.stamp {
+                Seen::New
+            } else {
+                Seen::Expired
+            };
+        }
         if let Ok(found) = session
             .applied
             .binary_search_by_key(&id.sequence, |(sequence, _)| *sequence)
@@ -84,11 +120,25 @@ impl Sessions {
         Seen::New
     }
 
-    /// Records that `id` was applied at `index`, and forgets what the client has
-    /// settled. Evicts the least recently active client when over the bound
-    /// (ties by id), deterministically.
-    pub(crate) fn record(&mut self, id: ProposalId, settled_below: u64, index: Index) {
+    /// Records that `id`, of the session stamped `stamp`, was applied at
+    /// `index`, and forgets what the client has settled. A newer session of the
+    /// client replaces its older one. Evicts the least recently active client
+    /// when over the bound (ties by id), deterministically.
+    pub(crate) fn record(
+        &mut self,
+        id: ProposalId,
+        settled_below: u64,
+        stamp: Index,
+        index: Index,
+    ) {
         let session = self.clients.entry(id.client).or_default();
+        // (An older session is refused before it gets here.)
+        if stamp > session.stamp {
+            *session = Session {
+                stamp,
+                ..Session::default()
+            };
+        }
         session.settled_below = session.settled_below.max(settled_below);
         let floor = session.settled_below;
         while session
@@ -131,6 +181,7 @@ impl Sessions {
                     .is_some_and(|session| session.last_active == index)
                 {
                     self.clients.remove(&client);
+                    self.evicted_through = self.evicted_through.max(index);
                     break;
                 }
             }
@@ -185,7 +236,7 @@ pub(super) struct ApplyBuffers<C> {
     read: Vec<(Term, LogEntry<C>)>,
     batch: Vec<(Index, CommandEntry<C>)>,
     commands: Vec<C>,
-    outcomes: Vec<(ProposalId, Index)>,
+    outcomes: Vec<(ProposalId, ProposalOutcome)>,
 }
 
 impl<C> Default for ApplyBuffers<C> {
@@ -269,22 +320,39 @@ where
             term,
         };
         let skip_duplicates = !self.flaw(Flaw::ApplyDuplicates);
+        let refuse_expired = !self.flaw(Flaw::ForgetExpiredSessions);
         for (index, entry) in buffers.batch.drain(..) {
             let id = entry.proposal;
             let seen = if skip_duplicates {
-                self.sessions.seen(id)
+                self.sessions.seen(id, entry.session)
             } else {
                 Seen::New
             };
+            let seen = match seen {
+                Seen::Expired if !refuse_expired => Seen::New,
+                seen => seen,
+            };
             match seen {
                 Seen::New => {
-                    self.sessions.record(id, entry.settled_below, index);
+                    self.sessions
+                        .record(id, entry.settled_below, entry.session, index);
                     buffers.commands.push(entry.command);
-                    buffers.outcomes.push((id, index));
+                    buffers
+                        .outcomes
+                        .push((id, ProposalOutcome::Committed { index }));
                 }
                 Seen::Duplicate(original) => {
                     tracing::debug!(node = %self.id, proposal = %id, %index, "duplicate proposal skipped");
-                    buffers.outcomes.push((id, original.unwrap_or(index)));
+                    let index = original.unwrap_or(index);
+                    buffers
+                        .outcomes
+                        .push((id, ProposalOutcome::Committed { index }));
+                }
+                Seen::Expired => {
+                    tracing::debug!(node = %self.id, proposal = %id, %index, "proposal of an expired session refused");
+                    buffers
+                        .outcomes
+                        .push((id, ProposalOutcome::SessionExpired { index }));
                 }
             }
         }
@@ -293,9 +361,9 @@ where
                 .apply_batch(buffers.commands.drain(..), &context);
         }
         self.applied = context.log_position;
-        for (id, index) in buffers.outcomes.drain(..) {
+        for (id, outcome) in buffers.outcomes.drain(..) {
             if self.proposals.contains_key(&id) {
-                self.finish_proposal(id, ProposalOutcome::Committed { index });
+                self.finish_proposal(id, outcome);
             }
         }
     }
@@ -304,6 +372,13 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The stamp of a client's first session.
+    const FIRST: Index = Index::ZERO;
+
+    /// A modelled client: its session's stamp, its next sequence number, and
+    /// every proposal it sent, with the stamp it was sent with.
+    type ClientModel = (Index, u64, Vec<(ProposalId, Index)>);
 
     fn id(client: u64, sequence: u64) -> ProposalId {
         ProposalId {
@@ -315,17 +390,23 @@ mod tests {
     #[test]
     fn sessions_detect_retries_and_forget_settled_ones() {
         let mut sessions = Sessions::new(8);
-        assert_eq!(sessions.seen(id(1, 1)), Seen::New);
-        sessions.record(id(1, 1), 1, Index(10));
-        assert_eq!(sessions.seen(id(1, 1)), Seen::Duplicate(Some(Index(10))));
+        assert_eq!(sessions.seen(id(1, 1), FIRST), Seen::New);
+        sessions.record(id(1, 1), 1, FIRST, Index(10));
+        assert_eq!(
+            sessions.seen(id(1, 1), FIRST),
+            Seen::Duplicate(Some(Index(10)))
+        );
         // Out-of-order sequences are fine: 3 before 2.
-        sessions.record(id(1, 3), 1, Index(11));
-        assert_eq!(sessions.seen(id(1, 2)), Seen::New);
+        sessions.record(id(1, 3), 1, FIRST, Index(11));
+        assert_eq!(sessions.seen(id(1, 2), FIRST), Seen::New);
         // The client settled everything below 3: record 1 is forgotten but a
         // late copy of it is still refused.
-        sessions.record(id(1, 2), 3, Index(12));
-        assert_eq!(sessions.seen(id(1, 1)), Seen::Duplicate(None));
-        assert_eq!(sessions.seen(id(1, 3)), Seen::Duplicate(Some(Index(11))));
+        sessions.record(id(1, 2), 3, FIRST, Index(12));
+        assert_eq!(sessions.seen(id(1, 1), FIRST), Seen::Duplicate(None));
+        assert_eq!(
+            sessions.seen(id(1, 3), FIRST),
+            Seen::Duplicate(Some(Index(11)))
+        );
     }
 
     proptest::proptest! {
@@ -342,7 +423,7 @@ mod tests {
             for (step, (client, sequence, repeat)) in records.into_iter().enumerate() {
                 // Mostly increasing indexes, now and then the same one twice.
                 let index = Index(step as u64 + 1 - repeat.min(step as u64));
-                sessions.record(id(client, sequence), 0, index);
+                sessions.record(id(client, sequence), 0, FIRST, index);
                 scanned.insert(ClientId(client), index);
                 if scanned.len() > clients_max {
                     let evicted = scanned
@@ -358,16 +439,90 @@ mod tests {
                 proptest::prop_assert!(sessions.recency.len() <= 2 * sessions.clients.len() + RECENCY_SLACK + 1);
             }
         }
+
+        /// However many clients come and go, and whatever is retried or
+        /// duplicated when, no proposal is applied twice. Clients follow the
+        /// protocol: a session's proposals keep its stamp, and a refusal as
+        /// expired stamps the client's next session with the refused index.
+        #[test]
+        fn no_proposal_is_applied_twice_however_sessions_are_forgotten(
+            clients_max in 1usize..4,
+            steps in proptest::collection::vec((1u64..8, 0u8..4, 0usize..64), 1..300),
+        ) {
+            let mut sessions = Sessions::new(clients_max);
+            // Per client: its session's stamp, next sequence, proposals sent.
+            let mut clients: BTreeMap<u64, ClientModel> = BTreeMap::new();
+            let mut applied = std::collections::BTreeSet::new();
+            for (step, (client, kind, pick)) in steps.into_iter().enumerate() {
+                let index = Index(step as u64 + 1);
+                let (stamp, next, sent) = clients.entry(client).or_insert((FIRST, 1, Vec::new()));
+                // A new proposal, or a copy of one sent before (a retry, or a
+                // duplicate the network delayed), of any session.
+                let (proposal, proposal_stamp) = if kind == 0 || sent.is_empty() {
+                    let proposal = id(client, *next);
+                    *next += 1;
+                    sent.push((proposal, *stamp));
+                    (proposal, *stamp)
+                } else {
+                    sent[pick % sent.len()]
+                };
+                match sessions.seen(proposal, proposal_stamp) {
+                    Seen::New => {
+                        proptest::prop_assert!(
+                            applied.insert(proposal),
+                            "{} applied twice, again at {}", proposal, index
+                        );
+                        sessions.record(proposal, 0, proposal_stamp, index);
+                    }
+                    Seen::Duplicate(_) => {
+                        proptest::prop_assert!(applied.contains(&proposal));
+                    }
+                    Seen::Expired => *stamp = (*stamp).max(index),
+                }
+            }
+        }
     }
 
     #[test]
     fn sessions_evict_the_least_recently_active_client() {
         let mut sessions = Sessions::new(2);
-        sessions.record(id(1, 1), 1, Index(1));
-        sessions.record(id(2, 1), 1, Index(2));
-        sessions.record(id(1, 2), 1, Index(3));
-        sessions.record(id(3, 1), 1, Index(4));
-        assert_eq!(sessions.seen(id(2, 1)), Seen::New, "client 2 was evicted");
-        assert_eq!(sessions.seen(id(1, 2)), Seen::Duplicate(Some(Index(3))));
+        sessions.record(id(1, 1), 1, FIRST, Index(1));
+        sessions.record(id(2, 1), 1, FIRST, Index(2));
+        sessions.record(id(1, 2), 1, FIRST, Index(3));
+        sessions.record(id(3, 1), 1, FIRST, Index(4));
+        assert_eq!(
+            sessions.seen(id(2, 1), FIRST),
+            Seen::Expired,
+            "client 2 was evicted"
+        );
+        assert_eq!(
+            sessions.seen(id(1, 2), FIRST),
+            Seen::Duplicate(Some(Index(3)))
+        );
+    }
+
+    #[test]
+    fn a_forgotten_session_is_refused_and_the_next_one_is_new() {
+        let mut sessions = Sessions::new(2);
+        sessions.record(id(1, 1), 1, FIRST, Index(1));
+        sessions.record(id(2, 1), 1, FIRST, Index(2));
+        sessions.record(id(3, 1), 1, FIRST, Index(3));
+        // Client 1 is forgotten: a retry of what it applied at 1 is refused,
+        // and so is anything else of that session.
+        assert_eq!(sessions.seen(id(1, 1), FIRST), Seen::Expired);
+        assert_eq!(sessions.seen(id(1, 2), FIRST), Seen::Expired);
+        // A client never seen is new while its stamp is at or above the
+        // evictions (through index 1), refused below.
+        assert_eq!(sessions.seen(id(9, 1), Index(1)), Seen::New);
+        assert_eq!(sessions.seen(id(9, 1), FIRST), Seen::Expired);
+        // Refused at 4, client 1 opens a new session stamped 4.
+        assert_eq!(sessions.seen(id(1, 2), Index(4)), Seen::New);
+        sessions.record(id(1, 2), 2, Index(4), Index(5));
+        assert_eq!(
+            sessions.seen(id(1, 2), Index(4)),
+            Seen::Duplicate(Some(Index(5)))
+        );
+        // A late copy from the old session is refused, not applied.
+        assert_eq!(sessions.seen(id(1, 1), FIRST), Seen::Expired);
     }
 }

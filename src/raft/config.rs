@@ -137,11 +137,14 @@ pub struct NodeOptions {
     pub proposal_timeout: Duration,
     /// How long a strong query may wait for confirmation before it times out.
     pub query_timeout: Duration,
-    /// Client sessions kept for deduplicating retried proposals. Past it, the
-    /// least recently applied client's session is forgotten, and a retry of a
-    /// proposal applied before that is applied again: keep it above the
-    /// number of clients that can be active while one retries. (A simulated
-    /// campaign of 5,000 clients goes past the default.)
+    /// Client sessions kept for deduplicating retried proposals (each about
+    /// 150 bytes). Past it, the least recently applied client's session is
+    /// forgotten, and its later proposals are refused with
+    /// [`ProposalOutcome::SessionExpired`](super::ProposalOutcome::SessionExpired)
+    /// (outcome unknown; the client opens a new session) rather than risk
+    /// applying a retry twice. Keep it above the number of clients active at
+    /// once: with more, sessions are forgotten in turn and most proposals are
+    /// refused so.
     pub sessions_max: usize,
     /// Emit [`Effect::SendLent`](super::Effect::SendLent) for AppendEntries
     /// that carry entries, so the driver encodes them straight from the log
@@ -164,7 +167,7 @@ impl Default for NodeOptions {
             pending_queries_max: 65_536,
             proposal_timeout: Duration::from_secs(5),
             query_timeout: Duration::from_secs(5),
-            sessions_max: 4096,
+            sessions_max: 65_536,
             lend_entries: false,
             #[cfg(feature = "flaws")]
             flaws: super::flaws::Flaws::NONE,

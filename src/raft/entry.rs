@@ -4,6 +4,8 @@ use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::log::Index;
+
 /// A client of the group, for deduplicating retried proposals. Chosen by the
 /// client (at random in production, from the seed in simulation).
 #[derive(
@@ -39,6 +41,13 @@ pub struct Proposal<C> {
     /// The client has an outcome for every sequence number below this one, so the
     /// group may forget their deduplication records.
     pub settled_below: u64,
+    /// The client's session: a commit index the client learned before its
+    /// session's first proposal ([`Index::ZERO`] for a client that knows
+    /// none). Every proposal and retry of one session carries the same value;
+    /// a session the group has forgotten is refused with
+    /// [`ProposalOutcome::SessionExpired`](super::ProposalOutcome::SessionExpired),
+    /// which names the index to open the next one with.
+    pub session: Index,
 }
 
 /// A command entry: the user's command with what the engine needs to apply it
@@ -51,6 +60,8 @@ pub struct CommandEntry<C> {
     pub proposal: ProposalId,
     /// See [`Proposal::settled_below`].
     pub settled_below: u64,
+    /// See [`Proposal::session`].
+    pub session: Index,
     /// The last entry of the leader's batch. Batches are what `apply_batch` sees,
     /// so they are fixed in the log rather than left to each node's timing.
     pub batch_end: bool,

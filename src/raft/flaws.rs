@@ -13,6 +13,7 @@
 //! | `truncate-committed` | §5.3: on a conflict, truncate back through committed entries |
 //! | `quorum-of-reachable` | count majorities of the peers heard from lately, not of the configured voters (mosaik's rule) |
 //! | `apply-duplicates` | thesis §6.3: apply a retried proposal again |
+//! | `forget-expired-sessions` | thesis §6.3: take a proposal of a session the bounded session table forgot for a new one, so a retry of what it applied is applied again |
 //! | `keep-next-on-conflict` | §5.3: on a refusal for a conflicting term, keep sending from where the leader was, never backing up to repair the follower's log: a liveness bug (the follower is stuck), found by the end-of-run checks |
 //! | `resend-at-match` | answer a refusal at or below a follower's match index, or an answer that does not move it, with a resend at once: each such answer begets another, an endless ping-pong, and each duplicated message starts one more, a message storm |
 
@@ -38,6 +39,8 @@ pub enum Flaw {
     QuorumOfReachable,
     /// Apply retried proposals again (no deduplication).
     ApplyDuplicates,
+    /// Take proposals of forgotten sessions for new ones.
+    ForgetExpiredSessions,
     /// Answer a refusal at or below the match index, or an answer that does
     /// not move it, with a resend at once.
     ResendAtMatch,
@@ -47,7 +50,7 @@ pub enum Flaw {
 
 impl Flaw {
     /// Every flaw with its name.
-    pub const ALL: [(&'static str, Self); 9] = [
+    pub const ALL: [(&'static str, Self); 10] = [
         ("commit-by-counting", Self::CommitByCounting),
         ("vote-without-log-check", Self::VoteWithoutLogCheck),
         ("reply-before-sync", Self::ReplyBeforeSync),
@@ -55,6 +58,7 @@ impl Flaw {
         ("truncate-committed", Self::TruncateCommitted),
         ("quorum-of-reachable", Self::QuorumOfReachable),
         ("apply-duplicates", Self::ApplyDuplicates),
+        ("forget-expired-sessions", Self::ForgetExpiredSessions),
         ("resend-at-match", Self::ResendAtMatch),
         ("keep-next-on-conflict", Self::KeepNextOnConflict),
     ];

@@ -106,6 +106,7 @@ mod tests {
                             sequence: n << 40,
                         },
                         settled_below: n,
+                        session: Index(n * 7),
                         batch_end: n % 2 == 0,
                     })
                 };

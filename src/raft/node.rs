@@ -32,6 +32,7 @@ pub(super) enum Flaw {
     TruncateCommitted,
     QuorumOfReachable,
     ApplyDuplicates,
+    ForgetExpiredSessions,
     ResendAtMatch,
     KeepNextOnConflict,
 }

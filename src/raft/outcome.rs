@@ -71,6 +71,19 @@ pub enum ProposalOutcome {
     /// No outcome within the proposal timeout: the command may or may not be
     /// committed later. Retry with the same id to find out safely.
     Unknown,
+    /// The group no longer remembers the proposal's session (more clients
+    /// than [`NodeOptions::sessions_max`](super::NodeOptions::sessions_max)
+    /// were active since it last applied a command), so it cannot tell a retry
+    /// from a new proposal. This copy, committed at `index`, was not applied;
+    /// an earlier copy may have been, so the command's fate is unknown.
+    /// Proposals of the session are all refused so: open a new session by
+    /// setting [`Proposal::session`](super::Proposal::session) to `index`
+    /// (or to a later commit index).
+    SessionExpired {
+        /// Where this copy was committed: a commit index to stamp the next
+        /// session with.
+        index: Index,
+    },
 }
 
 /// Why a query got no answer.

@@ -34,6 +34,7 @@ where
                 command: proposal.command,
                 proposal: proposal.id,
                 settled_below: proposal.settled_below,
+                session: proposal.session,
                 batch_end,
             });
             let index = self.storage.append(entry, term);

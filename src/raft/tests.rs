@@ -311,6 +311,7 @@ impl<M: StateMachine> Cluster<M> {
                 id: proposal_id,
                 command,
                 settled_below: 1,
+                session: Index::ZERO,
             },
         );
         self.flush(PeerId(id));
@@ -829,6 +830,7 @@ fn apply_batch_sees_correct_apply_context() {
                 },
                 command: sequence * 10,
                 settled_below: 1,
+                session: Index::ZERO,
             },
         );
     }

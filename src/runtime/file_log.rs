@@ -52,8 +52,9 @@ const WRITE_BUFFER_BYTES_MAX: usize = 4 * 1024 * 1024;
 const STATE_FILE: &str = "state";
 const STATE_TEMP_FILE: &str = "state.tmp";
 const SEGMENT_SUFFIX: &str = ".seg";
-/// Version of the state file's layout.
-const STATE_VERSION: u32 = 1;
+/// Version of the state file's layout, and of the entries the segments hold.
+/// Version 2: command entries carry their client's session stamp.
+const STATE_VERSION: u32 = 2;
 
 /// How a [`FileLogStore`] writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -846,7 +847,11 @@ fn read_state(dir: &Path) -> Result<StateRecord, FileLogError> {
     }
     let state: StateRecord = codec::decode(payload).map_err(|error| corrupt(error.to_string()))?;
     if state.version != STATE_VERSION {
-        return Err(corrupt(format!("unknown version {}", state.version)));
+        return Err(corrupt(format!(
+            "layout version {}, but this build reads only version {STATE_VERSION} \
+             (entries of version 1 carry no session stamp)",
+            state.version
+        )));
     }
     Ok(state)
 }

@@ -45,6 +45,12 @@ pub enum GroupError {
     /// no outcome came back in time. Never reported as failed, because it may
     /// still be applied.
     Unknown,
+    /// The outcome is unknown, as for [`Unknown`](Self::Unknown): the group
+    /// had forgotten this client's session (more clients than
+    /// [`NodeOptions::sessions_max`](crate::raft::NodeOptions::sessions_max)
+    /// were active since it last proposed), so it refused to tell a retry from
+    /// a new command. Later calls go in a new session.
+    SessionExpired,
     /// Too many calls are pending at the node.
     Busy,
     /// The node task has stopped (every handle was dropped, `terminate` was
@@ -64,6 +70,10 @@ impl fmt::Display for GroupError {
             } => write!(f, "not the leader (last hint {leader})"),
             Self::NotLeader { leader: None } => f.write_str("not the leader"),
             Self::Unknown => f.write_str("outcome unknown: the command may still be applied"),
+            Self::SessionExpired => f.write_str(
+                "outcome unknown: the group forgot this client's session (too many clients); \
+                 the next call opens a new one",
+            ),
             Self::Busy => f.write_str("too many pending calls"),
             Self::Terminated => f.write_str("the node has stopped"),
             Self::Encoding(error) => write!(f, "{error}"),
@@ -106,11 +116,18 @@ impl GroupStatus {
     }
 }
 
+/// [`ClientState::session`] before the client's first proposal.
+const SESSION_UNSET: u64 = u64::MAX;
+
 /// The client identity a handle and its clones share.
 #[derive(Debug)]
 pub(crate) struct ClientState {
     id: ClientId,
     next_sequence: AtomicU64,
+    /// The stamp of the current session ([`Proposal::session`]): the node's
+    /// commit index at the client's first proposal, then the index its last
+    /// expired session was refused at. [`SESSION_UNSET`] before the first.
+    session: AtomicU64,
     /// Sequences without an outcome yet; the lowest bounds `settled_below`.
     in_flight: Mutex<BTreeSet<u64>>,
     /// The stream of [`Group::request_tag`], derived from the same seed as the
@@ -125,6 +142,7 @@ impl ClientState {
         Self {
             id: ClientId(u64::from_le_bytes(id)),
             next_sequence: AtomicU64::new(1),
+            session: AtomicU64::new(SESSION_UNSET),
             in_flight: Mutex::new(BTreeSet::new()),
             tags: Mutex::new(entropy_from_seed(blake3::derive_key(
                 "quorate 2026 group request tags v1",
@@ -139,8 +157,17 @@ impl ClientState {
     }
 
     /// A new proposal id, registered as in flight; returns it with the
-    /// `settled_below` to send.
-    fn begin(&self) -> (ProposalId, u64) {
+    /// `settled_below` and the session to send. The first proposal opens the
+    /// session with `committed`, the node's commit index: a stamp that recent
+    /// is above every session the group has forgotten, unless more clients
+    /// than it remembers were active since.
+    fn begin(&self, committed: Index) -> (ProposalId, u64, Index) {
+        let _ = self.session.compare_exchange(
+            SESSION_UNSET,
+            committed.0,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
         let sequence = self.next_sequence.fetch_add(1, Ordering::Relaxed);
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         in_flight.insert(sequence);
@@ -149,7 +176,25 @@ impl ClientState {
             client: self.id,
             sequence,
         };
-        (id, settled_below)
+        (
+            id,
+            settled_below,
+            Index(self.session.load(Ordering::Relaxed)),
+        )
+    }
+
+    /// The group refused a proposal of this client's session at `index`:
+    /// later proposals open a new session stamped with it.
+    pub(crate) fn session_expired(&self, index: Index) {
+        let _ = self
+            .session
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |session| {
+                Some(if session == SESSION_UNSET {
+                    index.0
+                } else {
+                    session.max(index.0)
+                })
+            });
     }
 
     fn end(&self, sequence: u64) {
@@ -297,7 +342,9 @@ impl<M: StateMachine> Group<M> {
     /// # Errors
     ///
     /// [`GroupError::Unknown`] when the command reached the group but no outcome
-    /// came in time (it may still be applied); `Offline`, `NotLeader`, `Busy`
+    /// came in time (it may still be applied); [`GroupError::SessionExpired`]
+    /// when the group had forgotten this client's session (the outcome is
+    /// unknown too); `Offline`, `NotLeader`, `Busy`
     /// when it was refused until the timeout (nothing applied); `Encoding`,
     /// `Terminated`.
     pub async fn execute(&self, command: M::Command) -> Result<Index, GroupError> {
@@ -326,7 +373,9 @@ impl<M: StateMachine> Group<M> {
     }
 
     /// Proposes `command` and waits only until the leader assigned it an
-    /// index (not until it is committed).
+    /// index (not until it is committed: a command with an index can still be
+    /// lost to a leader change, or refused at commit as of an expired
+    /// session, after which later calls open a new one).
     ///
     /// # Errors
     ///
@@ -390,11 +439,13 @@ impl<M: StateMachine> Group<M> {
         until_accepted: bool,
     ) -> Result<Index, GroupError> {
         codec::encode(&command).map_err(GroupError::Encoding)?;
-        let (id, settled_below) = self.client.begin();
+        let committed = self.status.borrow().committed;
+        let (id, settled_below, session) = self.client.begin(committed);
         let proposal = Proposal {
             id,
             command,
             settled_below,
+            session,
         };
         let result = self.propose_until(proposal, until_accepted).await;
         self.client.end(id.sequence);
@@ -420,6 +471,7 @@ impl<M: StateMachine> Group<M> {
                 proposal: proposal.clone(),
                 accepted: until_accepted.then_some(accepted_tx),
                 outcome: outcome_tx,
+                client: self.client.clone(),
             };
             let sent = match timeout_at(deadline, self.requests.send(request)).await {
                 Err(_) => return Err(propose_failure(maybe_appended, last)),
@@ -455,6 +507,10 @@ impl<M: StateMachine> Group<M> {
                     continue;
                 }
                 Ok(Attempt::Outcome(ProposalOutcome::Rejected(error))) => last = Some(error),
+                // The node task has opened the next session.
+                Ok(Attempt::Outcome(ProposalOutcome::SessionExpired { .. })) => {
+                    return Err(GroupError::SessionExpired);
+                }
             }
             if !self.pause(&mut backoff, deadline).await {
                 return Err(propose_failure(maybe_appended, last));

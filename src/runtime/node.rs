@@ -118,6 +118,9 @@ pub(crate) enum Request<M: StateMachine> {
         proposal: Proposal<M::Command>,
         accepted: Option<oneshot::Sender<Cursor>>,
         outcome: oneshot::Sender<ProposalOutcome>,
+        /// Told when the group refuses the proposal's session, even after
+        /// the caller stopped waiting (a `feed` returns once accepted).
+        client: Arc<ClientState>,
     },
     Query {
         query: M::Query,
@@ -133,6 +136,7 @@ pub(crate) type QueryReply<M> = Result<QueryAnswer<<M as StateMachine>::QueryRes
 struct ProposalWaiter {
     accepted: Option<oneshot::Sender<Cursor>>,
     outcome: oneshot::Sender<ProposalOutcome>,
+    client: Arc<ClientState>,
 }
 
 /// 32 bytes from the operating system.
@@ -406,6 +410,7 @@ where
                 proposal,
                 accepted,
                 outcome,
+                client,
             } => {
                 let id = proposal.id;
                 if self.proposals.contains_key(&id) {
@@ -413,8 +418,14 @@ where
                         outcome.send(ProposalOutcome::Rejected(crate::raft::ProposeError::Busy));
                     return;
                 }
-                self.proposals
-                    .insert(id, ProposalWaiter { accepted, outcome });
+                self.proposals.insert(
+                    id,
+                    ProposalWaiter {
+                        accepted,
+                        outcome,
+                        client,
+                    },
+                );
                 self.node.propose(now, proposal);
             }
             Request::Query {
@@ -492,6 +503,9 @@ where
             }
             Effect::ProposalOutcome { id, outcome } => {
                 if let Some(waiter) = self.proposals.remove(&id) {
+                    if let ProposalOutcome::SessionExpired { index } = outcome {
+                        waiter.client.session_expired(index);
+                    }
                     let _ = waiter.outcome.send(outcome);
                 }
             }

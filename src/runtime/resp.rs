@@ -172,7 +172,7 @@ fn error_reply(message: &str) -> Vec<u8> {
 
 fn group_error(error: &GroupError) -> Vec<u8> {
     match error {
-        GroupError::Unknown => {
+        GroupError::Unknown | GroupError::SessionExpired => {
             b"-TRYAGAIN outcome unknown: the write may still be applied\r\n".to_vec()
         }
         GroupError::Offline => b"-CLUSTERDOWN no leader known\r\n".to_vec(),

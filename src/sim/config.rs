@@ -339,6 +339,13 @@ pub struct SimConfig {
     pub read_per_mille: u32,
     /// Per mille of reads that are weak (local) rather than strong.
     pub weak_read_per_mille: u32,
+    /// Client sessions each node keeps ([`NodeOptions::sessions_max`]): fewer
+    /// than the clients, and sessions are forgotten and proposals refused as
+    /// expired.
+    ///
+    /// [`NodeOptions::sessions_max`]: crate::raft::NodeOptions::sessions_max
+    #[serde(default = "sessions_max_default")]
+    pub sessions_max: usize,
     /// Keep every trace event in memory (for replay output), not only the hash
     /// and the last few.
     pub record_trace: bool,
@@ -364,11 +371,17 @@ impl SimConfig {
             operation_timeout: Duration::from_secs(4),
             read_per_mille: 300,
             weak_read_per_mille: 200,
+            sessions_max: sessions_max_default(),
             record_trace: false,
             #[cfg(feature = "flaws")]
             flaws: crate::raft::flaws::Flaws::NONE,
         }
     }
+}
+
+/// The engine's default [`SimConfig::sessions_max`].
+fn sessions_max_default() -> usize {
+    crate::raft::NodeOptions::default().sessions_max
 }
 
 /// The quiet period of a second look at a run that failed liveness checks:

@@ -289,6 +289,7 @@ mod tests {
                     sequence: sequence as u64,
                 },
                 settled_below: 0,
+                session: Index::ZERO,
                 batch_end: true,
             });
             log.append(entry, Term(*term));

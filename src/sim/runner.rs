@@ -51,8 +51,13 @@ pub fn reproduce_command(config: &SimConfig, workload: &str) -> String {
             flaws.push_str(&format!(" --flaw {name}"));
         }
     }
+    let sessions = if config.sessions_max == SimConfig::new(0).sessions_max {
+        String::new()
+    } else {
+        format!(" --sessions-max {}", config.sessions_max)
+    };
     format!(
-        "cargo run --release{features} -- replay --seed {} --nodes {} --clients {} --workload {} --faults {} --duration {} --quiet {}{flaws}",
+        "cargo run --release{features} -- replay --seed {} --nodes {} --clients {}{sessions} --workload {} --faults {} --duration {} --quiet {}{flaws}",
         config.seed,
         config.nodes,
         config.clients,

@@ -90,6 +90,12 @@ pub struct Scenario {
     pub nodes: u64,
     /// Concurrent clients.
     pub clients: u64,
+    /// Client sessions each node keeps (the engine's default if absent).
+    #[serde(
+        default = "sessions_max_default",
+        skip_serializing_if = "is_sessions_max_default"
+    )]
+    pub sessions_max: usize,
     /// The workload's name (`counter`, `register`, `kv`, or your own).
     pub workload: String,
     /// How long faults are injected.
@@ -126,6 +132,14 @@ pub struct Scenario {
 
 fn swarm() -> FaultPreset {
     FaultPreset::Swarm
+}
+
+fn sessions_max_default() -> usize {
+    SimConfig::new(0).sessions_max
+}
+
+fn is_sessions_max_default(sessions_max: &usize) -> bool {
+    *sessions_max == sessions_max_default()
 }
 
 /// Latencies and client timeouts of a scenario.
@@ -358,6 +372,7 @@ impl Scenario {
         let mut config = SimConfig::new(self.seed);
         config.nodes = self.nodes;
         config.clients = self.clients;
+        config.sessions_max = self.sessions_max;
         config.duration = self.duration;
         config.quiet_period = self.quiet_period;
         config.faults = self.preset;
@@ -485,6 +500,7 @@ impl Recorder {
                 seed: config.seed,
                 nodes: config.nodes,
                 clients: config.clients,
+                sessions_max: config.sessions_max,
                 workload,
                 duration: config.duration,
                 quiet_period: config.quiet_period,

@@ -214,6 +214,8 @@ struct Pending<M: StateMachine> {
     operation: Operation<M>,
     history_index: usize,
     proposal: Option<ProposalId>,
+    /// The session its proposal belongs to (kept by every retry).
+    session: Index,
     query: Option<QueryId>,
     deadline: Instant,
     attempt_deadline: Instant,
@@ -223,6 +225,11 @@ struct Pending<M: StateMachine> {
 struct Client<M: StateMachine> {
     id: ClientId,
     next_sequence: u64,
+    /// The stamp of its session (see [`Proposal::session`]): the commit index
+    /// of the node it first proposed to, as that node's answer would tell it,
+    /// then the index its last session expired at. `None` before its first
+    /// proposal.
+    session: Option<Index>,
     /// Where each of its commands is in the history, by sequence number
     /// (from 1): how the log's entries are matched to the history.
     commands: Vec<usize>,
@@ -255,6 +262,9 @@ pub struct RunStats {
     /// Log entries nodes received in AppendEntries, and how many of those they
     /// already held: replication traffic resent in vain.
     pub entries_received: EntriesReceived,
+    /// Proposals refused because the group had forgotten their client's
+    /// session (more clients than `sessions_max`).
+    pub sessions_expired: u64,
 }
 
 impl RunStats {
@@ -406,6 +416,7 @@ impl<M: SimMachine> World<M> {
             query_timeout: config.attempt_timeout,
             // Frames are encoded as soon as a node is flushed.
             lend_entries: true,
+            sessions_max: config.sessions_max.max(1),
             #[cfg(feature = "flaws")]
             flaws: config.flaws,
             ..NodeOptions::default()
@@ -422,6 +433,7 @@ impl<M: SimMachine> World<M> {
             .map(|index| Client {
                 id: ClientId(index + 1),
                 next_sequence: 0,
+                session: None,
                 commands: Vec::new(),
                 next_query: 0,
                 target: PeerId(index % config.nodes.max(1) + 1),
@@ -1566,9 +1578,16 @@ impl<M: SimMachine> World<M> {
         let history_index = self
             .history
             .invoke(client_number, operation.clone(), self.now);
+        let mut session = Index::ZERO;
         let proposal = match operation {
             Operation::Command(_) => {
+                let target = Self::position(self.clients[client].target);
+                let committed = self.hosts[target]
+                    .node
+                    .as_ref()
+                    .map_or(Index::ZERO, |node| node.status().commit_index);
                 let state = &mut self.clients[client];
+                session = *state.session.get_or_insert(committed);
                 state.next_sequence += 1;
                 state.commands.push(history_index);
                 Some(ProposalId {
@@ -1582,6 +1601,7 @@ impl<M: SimMachine> World<M> {
             operation,
             history_index,
             proposal,
+            session,
             query: None,
             deadline: self.now + self.config.operation_timeout,
             attempt_deadline: self.now,
@@ -1607,6 +1627,7 @@ impl<M: SimMachine> World<M> {
                     .proposal
                     .expect("commands have a proposal id")
                     .sequence,
+                session: pending.session,
             }),
             Operation::Query { query, strong } => {
                 state.next_query += 1;
@@ -1777,6 +1798,18 @@ impl<M: SimMachine> World<M> {
                     | ProposalOutcome::Unknown => {
                         retry_at(self, None, Duration::from_millis(20));
                     }
+                    ProposalOutcome::SessionExpired { index: expired_at } => {
+                        // Whether an earlier copy was applied cannot be told:
+                        // the operation's outcome is unknown. The next ones
+                        // go in a new session.
+                        self.stats.sessions_expired += 1;
+                        self.history
+                            .complete(index, OperationOutcome::Info { at: self.now });
+                        let state = &mut self.clients[client];
+                        state.session = state.session.max(Some(expired_at));
+                        state.pending = None;
+                        self.next_operation_later(client);
+                    }
                 }
             }
             Response::Query {
@@ -1847,10 +1880,10 @@ impl<M: SimMachine> World<M> {
                 continue;
             };
             let (id, index) = (entry.proposal, Index(position as u64 + 1));
-            if sessions.seen(id) != Seen::New {
+            if sessions.seen(id, entry.session) != Seen::New {
                 continue;
             }
-            sessions.record(id, entry.settled_below, index);
+            sessions.record(id, entry.settled_below, entry.session, index);
             let client = self
                 .clients
                 .get(usize::try_from(id.client.0).ok()?.checked_sub(1)?)?;
