@@ -56,10 +56,16 @@ struct Cluster {
     dir: TempDir,
     addresses: BTreeMap<PeerId, SocketAddr>,
     groups: BTreeMap<PeerId, Group<KvStore>>,
+    /// Client sessions each node keeps.
+    sessions_max: usize,
 }
 
 impl Cluster {
     async fn start(name: &str, count: u64) -> Self {
+        Self::start_with_sessions(name, count, NodeOptions::default().sessions_max).await
+    }
+
+    async fn start_with_sessions(name: &str, count: u64, sessions_max: usize) -> Self {
         let mut listeners = BTreeMap::new();
         for id in 1..=count {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -73,6 +79,7 @@ impl Cluster {
             dir: TempDir::new(name),
             addresses,
             groups: BTreeMap::new(),
+            sessions_max,
         };
         for (id, listener) in listeners {
             cluster.start_on(id, listener);
@@ -99,6 +106,7 @@ impl Cluster {
             // Odd nodes lend their entries (the runtime then builds the owned
             // message itself): whichever leads, the others must not notice.
             lend_entries: id.0 % 2 == 1,
+            sessions_max: self.sessions_max,
             ..NodeOptions::default()
         };
         config.backoff = Backoff {
@@ -224,6 +232,46 @@ async fn writes_through_leader_and_followers_are_applied_everywhere() {
         .execute_many((0..20).map(|n| put(&format!("m{n}"), "x")))
         .await;
     assert!(many.iter().all(Result::is_ok), "{many:?}");
+}
+
+/// With one session kept for three nodes' clients, each node's write evicts the
+/// other's session: a write of a forgotten session is refused as expired (and
+/// not applied), and the next write from that handle opens a new session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_of_a_forgotten_session_is_refused_then_the_next_one_opens_another() {
+    let cluster = Cluster::start_with_sessions("sessions", 3, 1).await;
+    cluster.leader().await;
+    let append = |value: &str| KvCmd::Append {
+        key: "a".into(),
+        value: value.into(),
+    };
+    let (one, two) = (cluster.group(1), cluster.group(2));
+    one.execute(append("1"))
+        .await
+        .expect("node 1's first write");
+    two.execute(put("b", "1"))
+        .await
+        .expect("node 2's write evicts node 1's session");
+    assert_eq!(
+        one.execute(append("refused")).await,
+        Err(GroupError::SessionExpired)
+    );
+    let index = one
+        .execute(append("2"))
+        .await
+        .expect("a write in a new session");
+    // The refused append was never applied.
+    for group in cluster.groups.values() {
+        group
+            .when()
+            .reaches(index)
+            .await
+            .expect("commit reaches every node");
+        assert_eq!(
+            get(group, "a", Consistency::Weak).await.as_deref(),
+            Some("12")
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
