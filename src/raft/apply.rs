@@ -323,6 +323,9 @@ where
         let refuse_expired = !self.flaw(Flaw::ForgetExpiredSessions);
         for (index, entry) in buffers.batch.drain(..) {
             let id = entry.proposal;
+            if let Some(state) = self.leader_state.as_mut() {
+                state.appended.remove(&id);
+            }
             let seen = if skip_duplicates {
                 self.sessions.seen(id, entry.session)
             } else {

@@ -324,6 +324,11 @@ pub(super) struct LeaderState {
     pub matched_above_commit: usize,
     /// Reused buffer for the quorum selection.
     pub matched_scratch: Vec<Index>,
+    /// Where this leader appended each proposal of its term not yet applied:
+    /// a retry of one is told that place instead of being appended again.
+    /// Without it, clients that retry faster than an overloaded group commits
+    /// grow the log with copies faster than it drains (congestion collapse).
+    pub appended: BTreeMap<ProposalId, Cursor>,
     /// The read round `read_acks` counts for (the oldest waiting read's), or
     /// `u64::MAX` before a count.
     pub read_acks_round: u64,

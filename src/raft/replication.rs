@@ -2,7 +2,7 @@
 //! proposals, sending AppendEntries, counting acknowledgements) and the follower's
 //! side (the consistency check, conflict repair, learning the commit index).
 
-use super::entry::{CommandEntry, LogEntry};
+use super::entry::{CommandEntry, LogEntry, ProposalId};
 use super::lent::AppendHeader;
 use super::message::{ConflictHint, Message};
 use super::node::{EntryOf, Flaw, Node, Role};
@@ -18,13 +18,32 @@ where
     S: Storage<EntryOf<M>>,
 {
     /// Appends the proposals buffered since the last flush, in batches of at most
-    /// `batch_commands_max`, and tells each proposer where its command went.
+    /// `batch_commands_max`, and tells each proposer where its command went. A
+    /// retry of a proposal this leader appended in its term and has not applied
+    /// yet is told where that copy is, and not appended again.
     pub(super) fn append_buffered_proposals(&mut self, _now: Instant) {
         if self.proposal_buffer.is_empty() {
             return;
         }
         let term = self.hard_state.current_term;
-        let buffered = core::mem::take(&mut self.proposal_buffer);
+        let mut buffered = core::mem::take(&mut self.proposal_buffer);
+        if let Some(state) = &self.leader_state
+            && !state.appended.is_empty()
+        {
+            let mut held = Vec::new();
+            buffered.retain(
+                |(proposal, forwarded_by)| match state.appended.get(&proposal.id) {
+                    Some(position) => {
+                        held.push((proposal.id, *forwarded_by, *position));
+                        false
+                    }
+                    None => true,
+                },
+            );
+            for (id, forwarded_by, position) in held {
+                self.tell_proposer(id, forwarded_by, position);
+            }
+        }
         let batch_max = self.options.batch_commands_max;
         let count = buffered.len();
         for (position_in_buffer, (proposal, forwarded_by)) in buffered.into_iter().enumerate() {
@@ -40,29 +59,38 @@ where
             let index = self.storage.append(entry, term);
             self.last_log = Cursor::new(term, index);
             let position = self.last_log;
-            match forwarded_by {
-                Some(peer) => self.send(
-                    peer,
-                    Message::ProposeResponse {
-                        id: proposal.id,
-                        result: Ok(position),
-                    },
-                ),
-                None => {
-                    if let Some(pending) = self.proposals.get_mut(&proposal.id) {
-                        pending.accepted = true;
-                        self.held.push(Effect::ProposalAccepted {
-                            id: proposal.id,
-                            position,
-                        });
-                    }
-                }
+            if let Some(state) = self.leader_state.as_mut() {
+                state.appended.insert(proposal.id, position);
             }
+            self.tell_proposer(proposal.id, forwarded_by, position);
+        }
+        if count == 0 {
+            return;
         }
         self.mark_dirty();
         if let Some(state) = self.leader_state.as_mut() {
             state.due_all = true;
             state.commit_due = true;
+        }
+    }
+
+    /// Tells the proposer of `id` (a follower that forwarded it, or this node's
+    /// own caller) that it is in the log at `position`.
+    fn tell_proposer(&mut self, id: ProposalId, forwarded_by: Option<PeerId>, position: Cursor) {
+        match forwarded_by {
+            Some(peer) => self.send(
+                peer,
+                Message::ProposeResponse {
+                    id,
+                    result: Ok(position),
+                },
+            ),
+            None => {
+                if let Some(pending) = self.proposals.get_mut(&id) {
+                    pending.accepted = true;
+                    self.held.push(Effect::ProposalAccepted { id, position });
+                }
+            }
         }
     }
 

@@ -909,6 +909,40 @@ fn a_retried_proposal_is_applied_once() {
 }
 
 #[test]
+fn a_retry_the_leader_holds_uncommitted_is_not_appended_again() {
+    // Clients that retry faster than the group commits must not grow the log
+    // with copies: the leader tells a retry where its first copy is.
+    let mut cluster = elected(3, 1);
+    let id = ProposalId {
+        client: ClientId(4),
+        sequence: 1,
+    };
+    cluster.propose_with_id(1, id, 6);
+    cluster.flush(PeerId(1));
+    // Before anything commits, a follower forwards a retry, and the leader's
+    // AppendEntries are lost.
+    cluster.propose_with_id(2, id, 6);
+    cluster.deliver_only(|_, _, message| matches!(message, Message::Propose { .. }));
+    assert_eq!(
+        cluster.status(1).last_log.index(),
+        Index(2),
+        "the retry was appended again"
+    );
+    // Two rounds: the first resends what was lost, the second carries the
+    // commit index.
+    cluster.heartbeat();
+    cluster.heartbeat();
+    for node in 1..=3 {
+        assert_eq!(cluster.log_terms(node), [1, 1], "node {node}'s log");
+        assert_eq!(cluster.node(node).machine().sum, 6);
+    }
+    assert_eq!(
+        cluster.outcomes_of(id),
+        vec![&ProposalOutcome::Committed { index: Index(2) }; 2]
+    );
+}
+
+#[test]
 fn an_unanswered_proposal_times_out_as_unknown() {
     let mut cluster = elected(3, 1);
     cluster.isolate(1);
