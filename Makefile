@@ -68,6 +68,8 @@ bench-sim:
 
 # Every planted flaw against explore: seeds to the first failure (median of
 # TRIALS disjoint seed ranges), wall time, and the size of the shrunk failure.
+# forget-expired-sessions needs more clients than sessions:
+# make bench-flaws FLAWS=forget-expired-sessions EXTRA="--clients 20 --sessions-max 4"
 bench-flaws:
 	cargo build --release --features flaws
 	bash benches/flaws.sh
