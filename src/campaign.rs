@@ -145,7 +145,7 @@ pub struct CampaignKey {
     /// Concurrent clients.
     pub clients: u64,
     /// Client sessions each node keeps.
-    #[serde(default = "sessions_max_default")]
+    #[serde(default = "crate::sim::config::sessions_max_default")]
     pub sessions_max: usize,
     /// Workload name.
     pub workload: String,
@@ -173,7 +173,7 @@ impl core::fmt::Display for CampaignKey {
             self.duration,
             self.quiet
         )?;
-        if self.sessions_max != sessions_max_default() {
+        if self.sessions_max != crate::raft::SESSIONS_MAX_DEFAULT {
             write!(f, ", {} sessions", self.sessions_max)?;
         }
         if !self.flaws.is_empty() {
@@ -181,10 +181,6 @@ impl core::fmt::Display for CampaignKey {
         }
         Ok(())
     }
-}
-
-fn sessions_max_default() -> usize {
-    crate::raft::NodeOptions::default().sessions_max
 }
 
 /// One seed's outcome, as recorded in a summary.

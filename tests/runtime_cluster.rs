@@ -62,7 +62,7 @@ struct Cluster {
 
 impl Cluster {
     async fn start(name: &str, count: u64) -> Self {
-        Self::start_with_sessions(name, count, NodeOptions::default().sessions_max).await
+        Self::start_with_sessions(name, count, quorate::raft::SESSIONS_MAX_DEFAULT).await
     }
 
     async fn start_with_sessions(name: &str, count: u64, sessions_max: usize) -> Self {

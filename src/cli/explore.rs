@@ -98,7 +98,7 @@ pub struct ClusterArgs {
     pub clients: u64,
     /// Client sessions each node keeps; fewer than --clients exercises
     /// session expiry.
-    #[arg(long, default_value_t = SimConfig::new(0).sessions_max, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, default_value_t = crate::raft::SESSIONS_MAX_DEFAULT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub sessions_max: usize,
     /// Switch on a planted bug in every node (repeatable; feature `flaws`).
     #[cfg(feature = "flaws")]

@@ -157,6 +157,9 @@ pub struct NodeOptions {
     pub flaws: super::flaws::Flaws,
 }
 
+/// The default [`NodeOptions::sessions_max`].
+pub const SESSIONS_MAX_DEFAULT: usize = 65_536;
+
 impl Default for NodeOptions {
     fn default() -> Self {
         Self {
@@ -167,7 +170,7 @@ impl Default for NodeOptions {
             pending_queries_max: 65_536,
             proposal_timeout: Duration::from_secs(5),
             query_timeout: Duration::from_secs(5),
-            sessions_max: 65_536,
+            sessions_max: SESSIONS_MAX_DEFAULT,
             lend_entries: false,
             #[cfg(feature = "flaws")]
             flaws: super::flaws::Flaws::NONE,

@@ -54,7 +54,7 @@ mod replication;
 #[cfg(test)]
 mod tests;
 
-pub use config::{ConfigError, GroupConfig, NodeOptions};
+pub use config::{ConfigError, GroupConfig, NodeOptions, SESSIONS_MAX_DEFAULT};
 pub use entry::{ClientId, CommandEntry, LogEntry, Proposal, ProposalId};
 pub use lent::{AppendHeader, LentAppendEntries};
 pub use message::{ConflictHint, Message, ReadId};

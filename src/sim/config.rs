@@ -379,9 +379,9 @@ impl SimConfig {
     }
 }
 
-/// The engine's default [`SimConfig::sessions_max`].
-fn sessions_max_default() -> usize {
-    crate::raft::NodeOptions::default().sessions_max
+/// The engine's default [`SimConfig::sessions_max`] (a function, for serde).
+pub(crate) fn sessions_max_default() -> usize {
+    crate::raft::SESSIONS_MAX_DEFAULT
 }
 
 /// The quiet period of a second look at a run that failed liveness checks:

@@ -51,7 +51,7 @@ pub fn reproduce_command(config: &SimConfig, workload: &str) -> String {
             flaws.push_str(&format!(" --flaw {name}"));
         }
     }
-    let sessions = if config.sessions_max == SimConfig::new(0).sessions_max {
+    let sessions = if config.sessions_max == crate::raft::SESSIONS_MAX_DEFAULT {
         String::new()
     } else {
         format!(" --sessions-max {}", config.sessions_max)

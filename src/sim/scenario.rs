@@ -65,6 +65,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{
     ALWAYS, CLIENTS_MAX, FaultPlan, FaultPreset, NODES_MAX, NetworkFaults, SimConfig,
+    sessions_max_default,
 };
 use super::faults::{FaultAction, ScheduledFault, Target};
 use super::workload::Operation;
@@ -132,10 +133,6 @@ pub struct Scenario {
 
 fn swarm() -> FaultPreset {
     FaultPreset::Swarm
-}
-
-fn sessions_max_default() -> usize {
-    SimConfig::new(0).sessions_max
 }
 
 fn is_sessions_max_default(sessions_max: &usize) -> bool {
