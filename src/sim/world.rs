@@ -1581,13 +1581,16 @@ impl<M: SimMachine> World<M> {
         let mut session = Index::ZERO;
         let proposal = match operation {
             Operation::Command(_) => {
-                let target = Self::position(self.clients[client].target);
-                let committed = self.hosts[target]
-                    .node
-                    .as_ref()
-                    .map_or(Index::ZERO, |node| node.status().commit_index);
+                if self.clients[client].session.is_none() {
+                    let target = Self::position(self.clients[client].target);
+                    let committed = self.hosts[target]
+                        .node
+                        .as_ref()
+                        .map_or(Index::ZERO, |node| node.status().commit_index);
+                    self.clients[client].session = Some(committed);
+                }
                 let state = &mut self.clients[client];
-                session = *state.session.get_or_insert(committed);
+                session = state.session.expect("opened above");
                 state.next_sequence += 1;
                 state.commands.push(history_index);
                 Some(ProposalId {
