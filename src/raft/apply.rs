@@ -193,14 +193,16 @@ impl Sessions {
 
     /// Rebuilds the recency queue from the sessions: one record each, least
     /// recently active first (ties by id).
+    /// In place: the queue keeps its buffer, where a fresh one grew again
+    /// (reallocating) after every compaction.
     fn compact(&mut self) {
-        let mut records: Vec<(Index, ClientId)> = self
-            .clients
-            .iter()
-            .map(|(client, session)| (session.last_active, *client))
-            .collect();
-        records.sort_unstable();
-        self.recency = records.into();
+        self.recency.clear();
+        self.recency.extend(
+            self.clients
+                .iter()
+                .map(|(client, session)| (session.last_active, *client)),
+        );
+        self.recency.make_contiguous().sort_unstable();
     }
 }
 

@@ -187,17 +187,21 @@ where
         if state.read_acks + 1 < quorum {
             return;
         }
-        let mut acked: Vec<u64> = state.progress.values().map(|p| p.acked_round).collect();
+        let mut acked = core::mem::take(&mut state.rounds_scratch);
+        acked.clear();
+        acked.extend(state.progress.values().map(|p| p.acked_round));
         acked.push(u64::MAX); // the leader itself
         let (_, confirmed, _) = acked.select_nth_unstable_by(quorum - 1, |a, b| b.cmp(a));
         let confirmed = *confirmed;
+        state.rounds_scratch = acked;
         let split = state.reads.partition_point(|read| read.round <= confirmed);
-        let ready: Vec<LeaderRead> = state.reads.drain(..split).collect();
+        let mut ready = core::mem::take(&mut state.confirmed_scratch);
+        ready.extend(state.reads.drain(..split));
         if let Some(oldest) = state.reads.first().map(|read| read.round) {
             state.read_acks_round = oldest;
             state.read_acks = acked_at_least(state, oldest);
         }
-        for read in ready {
+        for read in ready.drain(..) {
             match read.requester {
                 ReadRequester::Local(id) => {
                     if let Some(query) = self.queries.get_mut(&id) {
@@ -213,6 +217,9 @@ where
                     },
                 ),
             }
+        }
+        if let Some(state) = self.leader_state.as_mut() {
+            state.confirmed_scratch = ready;
         }
     }
 

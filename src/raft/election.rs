@@ -287,6 +287,8 @@ where
             match_max: Index::ZERO,
             matched_above_commit: 0,
             matched_scratch: Vec::new(),
+            rounds_scratch: Vec::new(),
+            confirmed_scratch: Vec::new(),
             appended: std::collections::BTreeMap::new(),
             read_acks_round: u64::MAX,
             read_acks: 0,

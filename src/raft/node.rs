@@ -324,6 +324,10 @@ pub(super) struct LeaderState {
     pub matched_above_commit: usize,
     /// Reused buffer for the quorum selection.
     pub matched_scratch: Vec<Index>,
+    /// Reused buffers for confirming reads: the followers' acknowledged
+    /// rounds, and the reads a round confirmed.
+    pub rounds_scratch: Vec<u64>,
+    pub confirmed_scratch: Vec<LeaderRead>,
     /// Where this leader appended each proposal of its term not yet applied:
     /// a retry of one is told that place instead of being appended again.
     /// Without it, clients that retry faster than an overloaded group commits
