@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::PathBuf;
 
-use quorate::runtime::{FileLogError, FileLogOptions, FileLogStore};
+use quorate::runtime::{FileLogError, FileLogOptions, FileLogStore, RECORD_HEADER_BYTES};
 use quorate::{Cursor, HardState, Index, PeerId, Storage, Term};
 
 /// A fresh directory under the system temp dir, removed on drop.
@@ -49,6 +49,13 @@ fn fill(log: &mut FileLogStore<String>, count: u64, term: u64) {
     log.sync().expect("sync");
 }
 
+/// The length of each of `records` records of equal size in a segment's
+/// `bytes`, which end with the sync marker of the one sync (a header alone).
+fn record_bytes(bytes: &[u8], records: usize) -> usize {
+    assert_eq!((bytes.len() - RECORD_HEADER_BYTES) % records, 0);
+    (bytes.len() - RECORD_HEADER_BYTES) / records
+}
+
 fn segments(dir: &TempDir) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = fs::read_dir(&dir.0)
         .unwrap()
@@ -89,9 +96,11 @@ fn a_torn_tail_is_cut_back_to_the_last_whole_record() {
     drop(log);
     let segment = segments(&dir).pop().unwrap();
     let length = fs::metadata(&segment).unwrap().len();
-    // Cut in the middle of the last record, as a crash during a write would.
+    // Cut in the middle of the last record, before its sync marker, as a
+    // crash during the write of that sync would.
     let file = fs::OpenOptions::new().write(true).open(&segment).unwrap();
-    file.set_len(length - 7).unwrap();
+    file.set_len(length - RECORD_HEADER_BYTES as u64 - 7)
+        .unwrap();
     drop(file);
 
     let mut log = open(&dir);
@@ -130,7 +139,7 @@ fn a_corrupt_middle_record_is_an_error_naming_file_and_offset() {
     drop(log);
     let segment = segments(&dir).pop().unwrap();
     let mut bytes = fs::read(&segment).unwrap();
-    let record_bytes = bytes.len() / 5;
+    let record_bytes = record_bytes(&bytes, 5);
     // Flip a payload byte of the second record.
     bytes[record_bytes + 20] ^= 0xFF;
     fs::write(&segment, &bytes).unwrap();
@@ -165,8 +174,87 @@ fn a_corrupt_header_before_the_tail_is_an_error_too() {
     drop(log);
     let segment = segments(&dir).pop().unwrap();
     let mut bytes = fs::read(&segment).unwrap();
-    let record_bytes = bytes.len() / 5;
+    let record_bytes = record_bytes(&bytes, 5);
     bytes[2 * record_bytes] ^= 0x40; // the length field of the third record
+    fs::write(&segment, &bytes).unwrap();
+    assert!(matches!(
+        FileLogStore::<String>::open(&dir.0, FileLogOptions::default()),
+        Err(FileLogError::Corrupt { offset, .. }) if offset == 2 * record_bytes as u64
+    ));
+}
+
+#[test]
+fn a_synced_last_record_damaged_in_place_is_refused_not_cut() {
+    let dir = TempDir::new("rot-last");
+    let mut log = open(&dir);
+    fill(&mut log, 4, 1);
+    drop(log);
+    let segment = segments(&dir).pop().unwrap();
+    let mut bytes = fs::read(&segment).unwrap();
+    let record_bytes = record_bytes(&bytes, 4);
+    // Bit rot in the payload of the last record, which was synced: its sync
+    // marker after it tells it from a torn write.
+    bytes[3 * record_bytes + 20] ^= 0x08;
+    fs::write(&segment, &bytes).unwrap();
+
+    match FileLogStore::<String>::open(&dir.0, FileLogOptions::default()) {
+        Err(FileLogError::Corrupt { path, offset, .. }) => {
+            assert_eq!(path, segment);
+            assert_eq!(offset, 3 * record_bytes as u64);
+        }
+        Err(other) => panic!("expected Corrupt, got {other}"),
+        Ok(log) => panic!("a synced record was cut: the log ends at {}", log.last()),
+    }
+    assert_eq!(
+        fs::read(&segment).unwrap(),
+        bytes,
+        "a refused log was changed"
+    );
+}
+
+#[test]
+fn a_damaged_last_sync_marker_costs_no_entry() {
+    let dir = TempDir::new("rot-marker");
+    let mut log = open(&dir);
+    fill(&mut log, 4, 1);
+    drop(log);
+    let segment = segments(&dir).pop().unwrap();
+    let mut bytes = fs::read(&segment).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    fs::write(&segment, &bytes).unwrap();
+
+    let mut log = open(&dir);
+    assert_eq!(log.last(), Cursor::new(Term(1), Index(4)));
+    assert_eq!(log.append("after".into(), Term(2)), Index(5));
+    log.sync().unwrap();
+    drop(log);
+    let log = open(&dir);
+    assert_eq!(log.get(Index(5)), Some(("after".into(), Term(2))));
+}
+
+#[test]
+fn whole_records_kept_from_a_crash_are_marked_when_the_log_opens() {
+    let dir = TempDir::new("recovered-marked");
+    let mut log = open(&dir);
+    fill(&mut log, 3, 1);
+    drop(log);
+    let segment = segments(&dir).pop().unwrap();
+    // The records were written whole but the sync never returned: no marker.
+    let length = fs::metadata(&segment).unwrap().len();
+    let file = fs::OpenOptions::new().write(true).open(&segment).unwrap();
+    file.set_len(length - RECORD_HEADER_BYTES as u64).unwrap();
+    drop(file);
+
+    // Opening keeps them and marks them: they are durable from now on.
+    let log = open(&dir);
+    assert_eq!(log.last(), Cursor::new(Term(1), Index(3)));
+    drop(log);
+    assert_eq!(fs::metadata(&segment).unwrap().len(), length);
+    // So damage to the last of them is now refused, not cut.
+    let mut bytes = fs::read(&segment).unwrap();
+    let record_bytes = record_bytes(&bytes, 3);
+    bytes[2 * record_bytes + 20] ^= 0x08;
     fs::write(&segment, &bytes).unwrap();
     assert!(matches!(
         FileLogStore::<String>::open(&dir.0, FileLogOptions::default()),
@@ -297,6 +385,7 @@ proptest::proptest! {
         let segment = &all[chosen];
         let is_last = chosen + 1 == all.len();
         let mut bytes = fs::read(segment).unwrap();
+        let length = bytes.len();
         // Entries in the segments before the damaged one: none may be lost.
         let before = if chosen == 0 {
             0
@@ -325,12 +414,17 @@ proptest::proptest! {
                     all.len()
                 );
                 proptest::prop_assert!(last >= before, "lost entries before the damaged segment: {last} < {before}");
-                // Only a torn tail may be cut: flipped bytes (8 at most) reach
-                // into two records at most, and garbage after the last record
-                // costs none. A damaged record with a whole one after it is
-                // corruption, never cut.
-                let lost_max = match damage {
-                    Damage::Flip { .. } => 2,
+                // Only a torn tail may be cut. The one sync left a marker
+                // after the last record, so a flip costs an entry only if it
+                // runs from that record into the marker (which makes it look
+                // torn); garbage after the marker costs none. A damaged record
+                // with a whole one after it is corruption, never cut.
+                let lost_max = match &damage {
+                    Damage::Flip { at, masks } => {
+                        let start = (*at % length as u64) as usize;
+                        let marker = length - RECORD_HEADER_BYTES;
+                        u64::from(start < marker && start + masks.len() > marker)
+                    }
                     Damage::Truncate { .. } => entries,
                     Damage::Garbage { .. } => 0,
                 };

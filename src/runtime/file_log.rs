@@ -8,7 +8,7 @@
 //!     0000000002-00000000000000004097.seg   {sequence}-{first index}.seg
 //!
 //!   record = len u32 LE | payload crc32c u32 LE | header crc32c u32 LE | payload
-//!   payload = codec(index, term, entry)
+//!   payload = codec(index, term, entry), or nothing: a sync marker
 //! ```
 //!
 //! Writes go to a buffer and reach the file at [`sync`](Storage::sync), which
@@ -17,10 +17,19 @@
 //! `Storage`'s write methods cannot fail, so an I/O error is kept and returned
 //! by the next `sync`, and by every one after it: the engine then stops.
 //!
+//! Every sync that wrote records ends them with a sync marker, in the same
+//! write and so under the same fsync: every acknowledged record has a marker
+//! after it.
+//!
 //! Recovery on [`open`](FileLogStore::open): a record that fails its checksums
 //! (or is cut short) with no valid record after it is a torn tail, cut back to
-//! the last whole record. A bad record followed by a valid one is corruption and
-//! an error naming the file and offset: nothing is ever skipped silently.
+//! the last whole record. A bad record followed by a valid one (a marker
+//! included) is corruption and an error naming the file and offset: nothing is
+//! ever skipped silently. So a synced record damaged in place (bit rot) is
+//! refused, not cut as if torn: its marker follows it. Only damage that runs
+//! from a record through the last marker to the end of the file looks like a
+//! torn write; telling those apart would take the synced length written
+//! somewhere else, at the price of a second fsync per sync.
 //!
 //! Every held entry is also cached in memory (reads never touch the disk); a
 //! pruned prefix frees both its memory and, segment by segment, its files.
@@ -53,8 +62,13 @@ const STATE_FILE: &str = "state";
 const STATE_TEMP_FILE: &str = "state.tmp";
 const SEGMENT_SUFFIX: &str = ".seg";
 /// Version of the state file's layout, and of the entries the segments hold.
-/// Version 2: command entries carry their client's session stamp.
-const STATE_VERSION: u32 = 2;
+/// Version 2: command entries carry their client's session stamp. Version 3:
+/// segments hold sync markers. A version 2 log is read (it has no markers)
+/// and upgraded on open.
+const STATE_VERSION: u32 = 3;
+
+/// The oldest layout this build reads.
+const STATE_VERSION_MIN: u32 = 2;
 
 /// How a [`FileLogStore`] writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,6 +246,9 @@ pub struct FileLogStore<C> {
     locations: VecDeque<Location>,
     /// Files written since the last sync (sequence numbers).
     unsynced_segments: Vec<u64>,
+    /// Records were appended (or the log cut) since the last sync marker: the
+    /// next sync writes one.
+    unmarked: bool,
     dir_dirty: bool,
     state_dirty: bool,
     /// The first write error; every later sync reports it.
@@ -269,11 +286,28 @@ impl<C: Command> FileLogStore<C> {
             entries: VecDeque::new(),
             locations: VecDeque::new(),
             unsynced_segments: Vec::new(),
+            unmarked: false,
             dir_dirty: false,
             state_dirty: false,
             failure: None,
         };
         store.load_segments()?;
+        if store.state.version < STATE_VERSION {
+            // First the state, so that a build that reads only the old layout
+            // refuses this log by its version rather than by its markers.
+            store.state.version = STATE_VERSION;
+            store
+                .write_state()
+                .map_err(io_error(&store.dir.join(STATE_FILE), "upgrade"))?;
+        }
+        if store.unmarked {
+            // Records kept from before a crash (or from a version 2 log) are
+            // now held as durable: mark them before anyone is told so.
+            let dir = store.dir.clone();
+            store
+                .sync_inner()
+                .map_err(io_error(&dir, "mark the recovered records of"))?;
+        }
         Ok(store)
     }
 
@@ -379,9 +413,20 @@ impl<C: Command> FileLogStore<C> {
             });
         }
         let mut offset = 0usize;
+        // Whether the records read so far end with a sync marker.
+        let mut marked = true;
         while offset < bytes.len() {
             match parse_record::<C>(&bytes[offset..]) {
-                Ok((index, term, entry, length)) => {
+                Ok(Record::Marker { length }) => {
+                    marked = true;
+                    offset += length;
+                }
+                Ok(Record::Entry {
+                    index,
+                    term,
+                    entry,
+                    length,
+                }) => {
                     if index != expected {
                         return Err(FileLogError::Corrupt {
                             path,
@@ -398,6 +443,7 @@ impl<C: Command> FileLogStore<C> {
                     }
                     expected += 1;
                     offset += length;
+                    marked = false;
                 }
                 Err(reason) => {
                     if !is_last || valid_record_after(&bytes, offset + 1) {
@@ -424,6 +470,9 @@ impl<C: Command> FileLogStore<C> {
                     break;
                 }
             }
+        }
+        if is_last {
+            self.unmarked = !marked;
         }
         self.segments.insert(
             sequence,
@@ -510,6 +559,7 @@ impl<C: Command> FileLogStore<C> {
             .ok_or("no active segment")?;
         let offset = segment.bytes + self.buffer.len() as u64;
         encode_record(&payload, &mut self.buffer);
+        self.unmarked = true;
         if self.buffer.len() >= WRITE_BUFFER_BYTES_MAX {
             self.write_buffer()
                 .map_err(|error| format!("write segment: {error}"))?;
@@ -565,6 +615,11 @@ impl<C: Command> FileLogStore<C> {
     }
 
     fn sync_inner(&mut self) -> io::Result<()> {
+        if self.unmarked && !self.segments.is_empty() {
+            // In the same write as the records, under the same fsync.
+            encode_record(&[], &mut self.buffer);
+            self.unmarked = false;
+        }
         self.write_buffer()?;
         if self.options.fsync {
             for sequence in core::mem::take(&mut self.unsynced_segments) {
@@ -643,6 +698,8 @@ impl<C: Command> Storage<C> for FileLogStore<C> {
             let file = OpenOptions::new().write(true).open(&segment.path)?;
             file.set_len(location.offset)?;
             segment.bytes = location.offset;
+            // The cut may have taken the marker of the records kept.
+            self.unmarked = true;
             // An emptied segment keeps a correct name: `at` was its first entry
             // and is the next one appended.
             if !self.unsynced_segments.contains(&location.segment) {
@@ -807,12 +864,38 @@ fn check_record(bytes: &[u8]) -> Result<(&[u8], usize), String> {
     Ok((payload, end))
 }
 
-/// Parses one record: index, term, entry and its length in bytes.
-fn parse_record<C: Command>(bytes: &[u8]) -> Result<(u64, u64, C, usize), String> {
+/// One record of a segment.
+enum Record<C> {
+    /// An entry at its index, with its term.
+    Entry {
+        index: u64,
+        term: u64,
+        entry: C,
+        /// The record's length in bytes.
+        length: usize,
+    },
+    /// A sync marker: every record before it was synced.
+    Marker {
+        /// The record's length in bytes.
+        length: usize,
+    },
+}
+
+/// Parses one record. An entry's payload is never empty (its index takes a
+/// byte at least), so an empty one is a marker.
+fn parse_record<C: Command>(bytes: &[u8]) -> Result<Record<C>, String> {
     let (payload, length) = check_record(bytes)?;
+    if payload.is_empty() {
+        return Ok(Record::Marker { length });
+    }
     let (index, term, entry) = codec::decode::<(u64, u64, C)>(payload)
         .map_err(|error| format!("checksum valid but undecodable: {error}"))?;
-    Ok((index, term, entry, length))
+    Ok(Record::Entry {
+        index,
+        term,
+        entry,
+        length,
+    })
 }
 
 /// Whether any whole, valid record starts at or after `from`: a damaged record
@@ -846,10 +929,17 @@ fn read_state(dir: &Path) -> Result<StateRecord, FileLogError> {
         return Err(corrupt(format!("{} trailing bytes", bytes.len() - length)));
     }
     let state: StateRecord = codec::decode(payload).map_err(|error| corrupt(error.to_string()))?;
-    if state.version != STATE_VERSION {
+    if state.version < STATE_VERSION_MIN {
         return Err(corrupt(format!(
-            "layout version {}, but this build reads only version {STATE_VERSION} \
-             (entries of version 1 carry no session stamp)",
+            "layout version {}, but this build reads versions {STATE_VERSION_MIN} to \
+             {STATE_VERSION} (entries of version 1 carry no session stamp)",
+            state.version
+        )));
+    }
+    if state.version > STATE_VERSION {
+        return Err(corrupt(format!(
+            "layout version {}, written by a newer build: this one reads versions \
+             {STATE_VERSION_MIN} to {STATE_VERSION}",
             state.version
         )));
     }
@@ -858,4 +948,85 @@ fn read_state(dir: &Path) -> Result<StateRecord, FileLogError> {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "quorate-file-log-unit-{name}-{}",
+                std::process::id()
+            ));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn write_state_version(dir: &Path, version: u32) {
+        let state = StateRecord {
+            version,
+            current_term: 3,
+            voted_for: Some(2),
+            boundary_term: 0,
+            boundary_index: 0,
+            segments_from: 0,
+        };
+        let mut record = Vec::new();
+        encode_record(&codec::encode(&state).unwrap(), &mut record);
+        fs::write(dir.join(STATE_FILE), record).unwrap();
+    }
+
+    #[test]
+    fn a_version_2_log_is_read_then_upgraded_and_marked() {
+        let dir = TempDir::new("v2");
+        let mut log = FileLogStore::<String>::open(&dir.0, FileLogOptions::default()).unwrap();
+        log.append("one".into(), Term(1));
+        log.append("two".into(), Term(1));
+        log.sync().unwrap();
+        let segment = log.segments.values().next().unwrap().path.clone();
+        drop(log);
+        // As version 2 wrote it: the same records, no sync marker.
+        let marked = fs::read(&segment).unwrap();
+        fs::write(&segment, &marked[..marked.len() - RECORD_HEADER_BYTES]).unwrap();
+        write_state_version(&dir.0, 2);
+
+        let log = FileLogStore::<String>::open(&dir.0, FileLogOptions::default()).unwrap();
+        assert_eq!(log.get(Index(2)), Some(("two".into(), Term(1))));
+        assert_eq!(log.hard_state().current_term, Term(3));
+        assert_eq!(read_state(&dir.0).unwrap().version, STATE_VERSION);
+        assert_eq!(
+            fs::read(&segment).unwrap(),
+            marked,
+            "the records are marked"
+        );
+    }
+
+    #[test]
+    fn a_layout_this_build_cannot_read_is_refused_by_its_version() {
+        let dir = TempDir::new("versions");
+        for (version, says) in [(1, "session stamp"), (STATE_VERSION + 1, "newer build")] {
+            write_state_version(&dir.0, version);
+            let error = FileLogStore::<String>::open(&dir.0, FileLogOptions::default())
+                .expect_err("an unreadable layout is refused")
+                .to_string();
+            assert!(
+                error.contains(&format!("layout version {version}")),
+                "{error}"
+            );
+            assert!(error.contains(says), "{error}");
+        }
+    }
 }
