@@ -453,3 +453,40 @@ proptest::proptest! {
         }
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Any bytes at all as the only segment, whole records of the right
+    /// indexes among them or not: opening never panics, and a refused file is
+    /// left as it was.
+    #[test]
+    fn any_bytes_as_a_segment_open_or_are_refused_without_panic(
+        records in 0u64..6,
+        noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        noise_at in proptest::prelude::any::<proptest::sample::Index>(),
+    ) {
+        let dir = TempDir::new("any-bytes");
+        let mut log = open(&dir);
+        fill(&mut log, records.max(1), 1);
+        drop(log);
+        let segment = segments(&dir).pop().unwrap();
+        let mut bytes = fs::read(&segment).unwrap();
+        let at = noise_at.index(bytes.len() + 1);
+        let tail = bytes.split_off(at);
+        bytes.extend_from_slice(&noise);
+        if records > 0 {
+            bytes.extend_from_slice(&tail);
+        }
+        fs::write(&segment, &bytes).unwrap();
+
+        match FileLogStore::<String>::open(&dir.0, FileLogOptions::default()) {
+            Ok(log) => {
+                for index in 1..=log.last().index().0 {
+                    proptest::prop_assert!(log.get(Index(index)).is_some(), "entry {} missing", index);
+                }
+            }
+            Err(_) => proptest::prop_assert_eq!(fs::read(&segment).unwrap(), bytes),
+        }
+    }
+}
