@@ -193,6 +193,7 @@ impl Sessions {
 
     /// Rebuilds the recency queue from the sessions: one record each, least
     /// recently active first (ties by id).
+    ///
     /// In place: the queue keeps its buffer, where a fresh one grew again
     /// (reallocating) after every compaction.
     fn compact(&mut self) {

@@ -324,9 +324,9 @@ pub(super) struct LeaderState {
     pub matched_above_commit: usize,
     /// Reused buffer for the quorum selection.
     pub matched_scratch: Vec<Index>,
-    /// Reused buffers for confirming reads: the followers' acknowledged
-    /// rounds, and the reads a round confirmed.
+    /// Reused buffer for confirming reads: the followers' acknowledged rounds.
     pub rounds_scratch: Vec<u64>,
+    /// Reused buffer for the reads a round confirmed.
     pub confirmed_scratch: Vec<LeaderRead>,
     /// Where this leader appended each proposal of its term not yet applied:
     /// a retry of one is told that place instead of being appended again.
