@@ -1,5 +1,9 @@
 //! The world of one run: nodes, network, clients and the event loop that drives
 //! them in virtual time.
+//!
+//! This file holds the event loop, delivery, routing and tracing; the clients
+//! ([`clients`]), the faults as they fire ([`injection`]) and the checks of
+//! the run as a whole ([`checks`]) are `impl World` blocks of their own.
 
 use core::hash::Hash;
 use core::time::Duration;

@@ -4,6 +4,9 @@
 use super::*;
 
 impl<M: SimMachine> World<M> {
+    /// The node a fault lands on: the one `target` names (a node, or the
+    /// leader) if it is `eligible`, else one of the eligible drawn from the
+    /// fault stream; `None` if no node is eligible.
     fn resolve(&mut self, target: Target, eligible: impl Fn(&Host<M>) -> bool) -> Option<usize> {
         let candidates: Vec<usize> = (0..self.hosts.len())
             .filter(|&position| eligible(&self.hosts[position]))
