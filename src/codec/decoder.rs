@@ -19,8 +19,16 @@ use super::varint::{
 };
 
 /// Why bytes did not decode; becomes a [`super::DecodeError`].
+///
+/// Boxed, so that it is one pointer: every `Result` a field's decoding
+/// returns then fits in two registers, where a `String` inline sent each one
+/// through memory (serde_json boxes its error for the same reason).
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Invalid {
+pub(super) struct Invalid(Box<Why>);
+
+/// What [`Invalid`] says.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Why {
     /// The input ended in the middle of a value.
     Truncated,
     /// A sequence claims more elements than any frame could hold.
@@ -29,12 +37,34 @@ pub(super) enum Invalid {
     Malformed(String),
 }
 
+impl Invalid {
+    #[cold]
+    fn truncated() -> Self {
+        Self(Box::new(Why::Truncated))
+    }
+
+    #[cold]
+    fn too_long(len: u64) -> Self {
+        Self(Box::new(Why::TooLong(len)))
+    }
+
+    #[cold]
+    fn malformed(reason: String) -> Self {
+        Self(Box::new(Why::Malformed(reason)))
+    }
+
+    /// What went wrong.
+    pub(super) fn why(&self) -> &Why {
+        &self.0
+    }
+}
+
 impl fmt::Display for Invalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Truncated => f.write_str("input ended in the middle of a value"),
-            Self::TooLong(len) => write!(f, "a length of {len} exceeds any frame"),
-            Self::Malformed(reason) => f.write_str(reason),
+        match self.why() {
+            Why::Truncated => f.write_str("input ended in the middle of a value"),
+            Why::TooLong(len) => write!(f, "a length of {len} exceeds any frame"),
+            Why::Malformed(reason) => f.write_str(reason),
         }
     }
 }
@@ -43,7 +73,7 @@ impl std::error::Error for Invalid {}
 
 impl de::Error for Invalid {
     fn custom<T: fmt::Display>(message: T) -> Self {
-        Self::Malformed(message.to_string())
+        Self::malformed(message.to_string())
     }
 }
 
@@ -67,7 +97,7 @@ impl<'de> Decoder<'de> {
     #[inline]
     fn take(&mut self, count: usize) -> Result<&'de [u8], Invalid> {
         if count > self.input.len() {
-            return Err(Invalid::Truncated);
+            return Err(Invalid::truncated());
         }
         let (taken, rest) = self.input.split_at(count);
         self.input = rest;
@@ -82,7 +112,7 @@ impl<'de> Decoder<'de> {
 
     #[inline]
     fn byte(&mut self) -> Result<u8, Invalid> {
-        let (&first, rest) = self.input.split_first().ok_or(Invalid::Truncated)?;
+        let (&first, rest) = self.input.split_first().ok_or_else(Invalid::truncated)?;
         self.input = rest;
         Ok(first)
     }
@@ -100,7 +130,7 @@ impl<'de> Decoder<'de> {
             U64_MARKER => (u64::from_le_bytes(self.array()?), 8),
             U128_MARKER => return Err(too_wide(ty, 16)),
             _ => {
-                return Err(Invalid::Malformed(format!(
+                return Err(Invalid::malformed(format!(
                     "invalid varint marker {marker}"
                 )));
             }
@@ -125,7 +155,7 @@ impl<'de> Decoder<'de> {
         // A longer sequence could only be of zero-sized elements: refused, so a
         // hostile length cannot keep a decoder looping.
         if len > FRAME_BYTES_MAX as u64 {
-            return Err(Invalid::TooLong(len));
+            return Err(Invalid::too_long(len));
         }
         Ok(len as usize)
     }
@@ -139,7 +169,7 @@ impl<'de> Decoder<'de> {
     #[inline]
     fn str(&mut self) -> Result<&'de str, Invalid> {
         core::str::from_utf8(self.bytes()?)
-            .map_err(|error| Invalid::Malformed(format!("a string is not UTF-8: {error}")))
+            .map_err(|error| Invalid::malformed(format!("a string is not UTF-8: {error}")))
     }
 
     fn char(&mut self) -> Result<char, Invalid> {
@@ -161,11 +191,11 @@ impl<'de> Decoder<'de> {
 }
 
 fn too_wide(ty: &str, bytes: usize) -> Invalid {
-    Invalid::Malformed(format!("a {bytes}-byte varint where {ty} was expected"))
+    Invalid::malformed(format!("a {bytes}-byte varint where {ty} was expected"))
 }
 
 fn invalid_char(bytes: &[u8]) -> Invalid {
-    Invalid::Malformed(format!("{bytes:?} is not a UTF-8 char"))
+    Invalid::malformed(format!("{bytes:?} is not a UTF-8 char"))
 }
 
 macro_rules! unsigned {
@@ -188,7 +218,7 @@ macro_rules! signed {
 }
 
 fn unsupported(what: &str) -> Invalid {
-    Invalid::Malformed(format!(
+    Invalid::malformed(format!(
         "{what} is not supported: the format does not describe itself"
     ))
 }
@@ -204,7 +234,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         match self.byte()? {
             0 => visitor.visit_bool(false),
             1 => visitor.visit_bool(true),
-            other => Err(Invalid::Malformed(format!("{other} is not a bool"))),
+            other => Err(Invalid::malformed(format!("{other} is not a bool"))),
         }
     }
 
@@ -273,7 +303,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         match self.byte()? {
             0 => visitor.visit_none(),
             1 => visitor.visit_some(self),
-            other => Err(Invalid::Malformed(format!(
+            other => Err(Invalid::malformed(format!(
                 "{other} is neither None (0) nor Some (1)"
             ))),
         }

@@ -12,8 +12,22 @@ use serde::ser::{self, SerializeMap};
 use super::varint::{write_u64, write_u128, zigzag, zigzag_128};
 
 /// Why a value could not be written; becomes an [`super::EncodeError`].
+/// A boxed `str`, so that the `Result` every field's writing returns fits in
+/// two registers, where a `String` sent it through memory.
 #[derive(Debug)]
-pub(super) struct Refused(pub String);
+pub(super) struct Refused(Box<str>);
+
+impl Refused {
+    #[cold]
+    fn new(reason: String) -> Self {
+        Self(reason.into_boxed_str())
+    }
+
+    /// Why, in words.
+    pub(super) fn into_reason(self) -> String {
+        self.0.into_string()
+    }
+}
 
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -25,7 +39,7 @@ impl std::error::Error for Refused {}
 
 impl ser::Error for Refused {
     fn custom<T: fmt::Display>(message: T) -> Self {
-        Self(message.to_string())
+        Self::new(message.to_string())
     }
 }
 
@@ -37,7 +51,8 @@ pub(super) struct Encoder<'a> {
 impl Encoder<'_> {
     #[inline]
     fn length(&mut self, len: Option<usize>) -> Result<(), Refused> {
-        let len = len.ok_or_else(|| Refused("a sequence or map must know its length".into()))?;
+        let len =
+            len.ok_or_else(|| Refused::new("a sequence or map must know its length".into()))?;
         write_u64(self.out, len as u64);
         Ok(())
     }

@@ -27,7 +27,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub(crate) use checksum::crc32c;
-use decoder::{Decoder, Invalid};
+use decoder::{Decoder, Why};
 use encoder::Encoder;
 
 /// The largest encoded message or record, in bytes. A frame or record claiming
@@ -102,7 +102,9 @@ pub fn encode_into<T: Serialize + ?Sized>(
     let start = buffer.len();
     if let Err(error) = value.serialize(&mut Encoder { out: buffer }) {
         buffer.truncate(start);
-        return Err(EncodeError { reason: error.0 });
+        return Err(EncodeError {
+            reason: error.into_reason(),
+        });
     }
     let written = buffer.len() - start;
     if written > FRAME_BYTES_MAX {
@@ -135,10 +137,10 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
         return Err(DecodeError::TooLarge { bytes: bytes.len() });
     }
     let mut decoder = Decoder::new(bytes);
-    let value = T::deserialize(&mut decoder).map_err(|invalid| match invalid {
-        Invalid::Truncated => DecodeError::Truncated,
-        other => DecodeError::Malformed {
-            reason: other.to_string(),
+    let value = T::deserialize(&mut decoder).map_err(|invalid| match invalid.why() {
+        Why::Truncated => DecodeError::Truncated,
+        _ => DecodeError::Malformed {
+            reason: invalid.to_string(),
         },
     })?;
     match decoder.remaining() {
