@@ -117,14 +117,26 @@ impl<'de> Decoder<'de> {
         Ok(first)
     }
 
-    /// A varint of at most `width` bytes after its marker.
-    #[inline]
+    /// A varint of at most `width` bytes after its marker. The one-byte case
+    /// (most terms, indexes, lengths and tags) is inlined where it is read;
+    /// the rest is a call.
+    #[inline(always)]
     fn varint(&mut self, width: usize, ty: &str) -> Result<u64, Invalid> {
-        let marker = self.byte()?;
-        if marker <= SINGLE_BYTE_MAX {
+        if let Some((&marker, rest)) = self.input.split_first()
+            && marker <= SINGLE_BYTE_MAX
+        {
+            self.input = rest;
             return Ok(marker.into());
         }
+        self.wide_varint(width, ty)
+    }
+
+    /// A varint wider than a byte (or none at all: the input ended).
+    #[inline(never)]
+    fn wide_varint(&mut self, width: usize, ty: &str) -> Result<u64, Invalid> {
+        let marker = self.byte()?;
         let (value, bytes) = match marker {
+            0..=SINGLE_BYTE_MAX => return Ok(marker.into()),
             U16_MARKER => (u16::from_le_bytes(self.array()?).into(), 2),
             U32_MARKER => (u32::from_le_bytes(self.array()?).into(), 4),
             U64_MARKER => (u64::from_le_bytes(self.array()?), 8),

@@ -27,15 +27,14 @@ pub(super) fn write_u64(out: &mut Vec<u8>, value: u64) {
 /// [`write_u64`] past one byte: out of line, so the one-byte case inlines small.
 #[inline(never)]
 fn write_wide_u64(out: &mut Vec<u8>, value: u64) {
-    if let Ok(value) = u16::try_from(value) {
-        out.push(U16_MARKER);
-        out.extend_from_slice(&value.to_le_bytes());
-    } else if let Ok(value) = u32::try_from(value) {
-        out.push(U32_MARKER);
-        out.extend_from_slice(&value.to_le_bytes());
+    // Marker and bytes as one slice: one capacity check, not two.
+    let [b0, b1, b2, b3, b4, b5, b6, b7] = value.to_le_bytes();
+    if value <= u64::from(u16::MAX) {
+        out.extend_from_slice(&[U16_MARKER, b0, b1]);
+    } else if value <= u64::from(u32::MAX) {
+        out.extend_from_slice(&[U32_MARKER, b0, b1, b2, b3]);
     } else {
-        out.push(U64_MARKER);
-        out.extend_from_slice(&value.to_le_bytes());
+        out.extend_from_slice(&[U64_MARKER, b0, b1, b2, b3, b4, b5, b6, b7]);
     }
 }
 
