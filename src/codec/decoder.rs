@@ -117,18 +117,22 @@ impl<'de> Decoder<'de> {
         Ok(first)
     }
 
-    /// A varint of at most `width` bytes after its marker. The one-byte case
-    /// (most terms, indexes, lengths and tags) is inlined where it is read;
-    /// the rest is a call.
+    /// A varint of at most `width` bytes after its marker. One byte (terms,
+    /// lengths, tags, small indexes) and three (indexes and rounds up to
+    /// 65,535) are read inline where the field is; the rest is a call.
     #[inline(always)]
     fn varint(&mut self, width: usize, ty: &str) -> Result<u64, Invalid> {
-        if let Some((&marker, rest)) = self.input.split_first()
-            && marker <= SINGLE_BYTE_MAX
-        {
-            self.input = rest;
-            return Ok(marker.into());
+        match *self.input {
+            [marker, ref rest @ ..] if marker <= SINGLE_BYTE_MAX => {
+                self.input = rest;
+                Ok(marker.into())
+            }
+            [U16_MARKER, low, high, ref rest @ ..] if width >= 2 => {
+                self.input = rest;
+                Ok(u16::from_le_bytes([low, high]).into())
+            }
+            _ => self.wide_varint(width, ty),
         }
-        self.wide_varint(width, ty)
     }
 
     /// A varint wider than a byte (or none at all: the input ended).
