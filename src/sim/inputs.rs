@@ -181,7 +181,10 @@ impl<M: StateMachine> NodeInputs<M> {
     /// Drives bare engines, node `id` running `make_machine(id)`, through the
     /// recorded inputs: each frame decoded, each step flushed, each message
     /// sent encoded (and dropped, as the inputs already hold what arrived).
-    /// Consumes the inputs, so that nothing is cloned on the way.
+    /// Borrows the inputs, so that a caller timing it drops them (a free per
+    /// frame, which the simulator recycles instead) outside what it times.
+    /// Proposals and queries are cloned, as a simulated client clones them for
+    /// each attempt.
     ///
     /// # Errors
     ///
@@ -189,7 +192,7 @@ impl<M: StateMachine> NodeInputs<M> {
     /// frame does not decode, a node cannot be built or a message cannot be
     /// encoded.
     pub fn drive_engines(
-        self,
+        &self,
         make_machine: impl Fn(PeerId) -> M,
     ) -> Result<EngineReplay, ReplayError> {
         let Self {
@@ -215,18 +218,19 @@ impl<M: StateMachine> NodeInputs<M> {
                 at,
                 input,
             },
-        ) in steps.into_iter().enumerate()
+        ) in steps.iter().enumerate()
         {
             let error = |reason: String| ReplayError {
                 step: number,
                 reason,
             };
+            let (id, at) = (*id, *at);
             let position = usize::try_from(id.0 - 1).expect("node ids fit memory");
             let slot = nodes
                 .get_mut(position)
                 .ok_or_else(|| error(format!("{id} is not in the group")))?;
             if let Input::Boot(boot) = input {
-                let (storage, rng) = *boot;
+                let (storage, rng) = (**boot).clone();
                 let node = Node::new(
                     id,
                     group.clone(),
@@ -245,8 +249,8 @@ impl<M: StateMachine> NodeInputs<M> {
                 match input {
                     Input::Boot(_) => unreachable!("handled above"),
                     Input::Message { from, frame } => {
-                        match codec::unseal::<WireFrame<M::Command>>(&frame) {
-                            Ok(WireFrame::Raft(message)) => node.on_message(at, from, message),
+                        match codec::unseal::<WireFrame<M::Command>>(frame) {
+                            Ok(WireFrame::Raft(message)) => node.on_message(at, *from, message),
                             Ok(WireFrame::Handshake(_)) => {
                                 return Err(error("a handshake among Raft frames".into()));
                             }
@@ -254,13 +258,13 @@ impl<M: StateMachine> NodeInputs<M> {
                         }
                         replay.messages_received += 1;
                     }
-                    Input::Timer(kind) => node.on_timer(at, kind),
-                    Input::Propose(proposal) => node.propose(at, proposal),
+                    Input::Timer(kind) => node.on_timer(at, *kind),
+                    Input::Propose(proposal) => node.propose(at, proposal.clone()),
                     Input::Query {
                         id,
                         query,
                         consistency,
-                    } => node.query(at, id, query, consistency),
+                    } => node.query(at, *id, query.clone(), *consistency),
                 }
             }
             let node = slot.as_mut().expect("stepped or booted above");
