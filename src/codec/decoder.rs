@@ -364,6 +364,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         })
     }
 
+    #[inline]
     fn deserialize_tuple_struct<V: Visitor<'de>>(
         self,
         _name: &'static str,

@@ -222,6 +222,7 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
         Ok(self)
     }
 
+    #[inline]
     fn serialize_tuple_struct(self, _name: &'static str, _len: usize) -> Result<Self, Refused> {
         Ok(self)
     }
