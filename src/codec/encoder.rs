@@ -12,6 +12,7 @@ use serde::ser::{self, SerializeMap};
 use super::varint::{write_u64, write_u128, zigzag, zigzag_128};
 
 /// Why a value could not be written; becomes an [`super::EncodeError`].
+///
 /// A boxed `str`, so that the `Result` every field's writing returns fits in
 /// two registers, where a `String` sent it through memory.
 #[derive(Debug)]
