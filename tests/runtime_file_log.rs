@@ -56,6 +56,23 @@ fn record_bytes(bytes: &[u8], records: usize) -> usize {
     (bytes.len() - RECORD_HEADER_BYTES) / records
 }
 
+/// A log of `count` entries (term 1, one sync), closed: its last segment.
+fn written(dir: &TempDir, count: u64) -> PathBuf {
+    let mut log = open(dir);
+    fill(&mut log, count, 1);
+    drop(log);
+    segments(dir).pop().expect("a segment")
+}
+
+/// `log` takes a new entry at `next`, which survives a reopen.
+fn appends_after_reopening(dir: &TempDir, mut log: FileLogStore<String>, next: Index) {
+    assert_eq!(log.append("after".into(), Term(2)), next);
+    log.sync().unwrap();
+    drop(log);
+    let log = open(dir);
+    assert_eq!(log.get(next), Some(("after".into(), Term(2))));
+}
+
 fn segments(dir: &TempDir) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = fs::read_dir(&dir.0)
         .unwrap()
@@ -91,10 +108,7 @@ fn entries_and_hard_state_survive_a_reopen() {
 #[test]
 fn a_torn_tail_is_cut_back_to_the_last_whole_record() {
     let dir = TempDir::new("torn");
-    let mut log = open(&dir);
-    fill(&mut log, 4, 1);
-    drop(log);
-    let segment = segments(&dir).pop().unwrap();
+    let segment = written(&dir, 4);
     let length = fs::metadata(&segment).unwrap().len();
     // Cut in the middle of the last record, before its sync marker, as a
     // crash during the write of that sync would.
@@ -103,26 +117,19 @@ fn a_torn_tail_is_cut_back_to_the_last_whole_record() {
         .unwrap();
     drop(file);
 
-    let mut log = open(&dir);
+    let log = open(&dir);
     assert_eq!(
         log.last(),
         Cursor::new(Term(1), Index(3)),
         "the torn record is gone"
     );
-    assert_eq!(log.append("after".into(), Term(2)), Index(4));
-    log.sync().unwrap();
-    drop(log);
-    let log = open(&dir);
-    assert_eq!(log.get(Index(4)), Some(("after".into(), Term(2))));
+    appends_after_reopening(&dir, log, Index(4));
 }
 
 #[test]
 fn garbage_after_the_last_record_is_a_torn_tail() {
     let dir = TempDir::new("garbage-tail");
-    let mut log = open(&dir);
-    fill(&mut log, 3, 1);
-    drop(log);
-    let segment = segments(&dir).pop().unwrap();
+    let segment = written(&dir, 3);
     let mut bytes = fs::read(&segment).unwrap();
     bytes.extend_from_slice(&[0xAB; 40]);
     fs::write(&segment, bytes).unwrap();
@@ -134,10 +141,7 @@ fn garbage_after_the_last_record_is_a_torn_tail() {
 #[test]
 fn a_corrupt_middle_record_is_an_error_naming_file_and_offset() {
     let dir = TempDir::new("corrupt");
-    let mut log = open(&dir);
-    fill(&mut log, 5, 1);
-    drop(log);
-    let segment = segments(&dir).pop().unwrap();
+    let segment = written(&dir, 5);
     let mut bytes = fs::read(&segment).unwrap();
     let record_bytes = record_bytes(&bytes, 5);
     // Flip a payload byte of the second record.
@@ -169,10 +173,7 @@ fn a_corrupt_middle_record_is_an_error_naming_file_and_offset() {
 #[test]
 fn a_corrupt_header_before_the_tail_is_an_error_too() {
     let dir = TempDir::new("corrupt-header");
-    let mut log = open(&dir);
-    fill(&mut log, 5, 1);
-    drop(log);
-    let segment = segments(&dir).pop().unwrap();
+    let segment = written(&dir, 5);
     let mut bytes = fs::read(&segment).unwrap();
     let record_bytes = record_bytes(&bytes, 5);
     bytes[2 * record_bytes] ^= 0x40; // the length field of the third record
@@ -186,10 +187,7 @@ fn a_corrupt_header_before_the_tail_is_an_error_too() {
 #[test]
 fn a_synced_last_record_damaged_in_place_is_refused_not_cut() {
     let dir = TempDir::new("rot-last");
-    let mut log = open(&dir);
-    fill(&mut log, 4, 1);
-    drop(log);
-    let segment = segments(&dir).pop().unwrap();
+    let segment = written(&dir, 4);
     let mut bytes = fs::read(&segment).unwrap();
     let record_bytes = record_bytes(&bytes, 4);
     // Bit rot in the payload of the last record, which was synced: its sync
@@ -215,31 +213,21 @@ fn a_synced_last_record_damaged_in_place_is_refused_not_cut() {
 #[test]
 fn a_damaged_last_sync_marker_costs_no_entry() {
     let dir = TempDir::new("rot-marker");
-    let mut log = open(&dir);
-    fill(&mut log, 4, 1);
-    drop(log);
-    let segment = segments(&dir).pop().unwrap();
+    let segment = written(&dir, 4);
     let mut bytes = fs::read(&segment).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;
     fs::write(&segment, &bytes).unwrap();
 
-    let mut log = open(&dir);
-    assert_eq!(log.last(), Cursor::new(Term(1), Index(4)));
-    assert_eq!(log.append("after".into(), Term(2)), Index(5));
-    log.sync().unwrap();
-    drop(log);
     let log = open(&dir);
-    assert_eq!(log.get(Index(5)), Some(("after".into(), Term(2))));
+    assert_eq!(log.last(), Cursor::new(Term(1), Index(4)));
+    appends_after_reopening(&dir, log, Index(5));
 }
 
 #[test]
 fn whole_records_kept_from_a_crash_are_marked_when_the_log_opens() {
     let dir = TempDir::new("recovered-marked");
-    let mut log = open(&dir);
-    fill(&mut log, 3, 1);
-    drop(log);
-    let segment = segments(&dir).pop().unwrap();
+    let segment = written(&dir, 3);
     // The records were written whole but the sync never returned: no marker.
     let length = fs::metadata(&segment).unwrap().len();
     let file = fs::OpenOptions::new().write(true).open(&segment).unwrap();
