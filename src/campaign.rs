@@ -237,6 +237,11 @@ pub struct Totals {
     pub simulated_seconds: f64,
     /// Wall seconds (for a merge: the sum over the shards).
     pub wall_seconds: f64,
+    /// Seconds the worker threads spent running seeds, summed over threads:
+    /// events over these are the speed of one core, whatever `--jobs` was
+    /// (absent from summaries written before it was measured).
+    #[serde(default)]
+    pub busy_seconds: f64,
     /// Log entries nodes received in AppendEntries (absent from summaries
     /// written before it was counted).
     #[serde(default)]
@@ -352,9 +357,19 @@ impl Summary {
         } else {
             format!("{ratio:.0}")
         };
+        // Per busy thread: what one core does, where the wall figure is all
+        // threads together.
+        let per_thread = if totals.busy_seconds > 0.0 {
+            format!(
+                " ({:.0} per thread running seeds)",
+                totals.events as f64 / totals.busy_seconds
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "\nspeed: {:.0} simulated events per wall second; simulated time {ratio}x wall time ({:.1} s wall)",
+            "\nspeed: {:.0} simulated events per wall second{per_thread}; simulated time {ratio}x wall time ({:.1} s wall)",
             totals.events as f64 / wall,
             totals.wall_seconds
         );
@@ -422,6 +437,7 @@ impl Summary {
             totals.events += part.totals.events;
             totals.simulated_seconds += part.totals.simulated_seconds;
             totals.wall_seconds += part.totals.wall_seconds;
+            totals.busy_seconds += part.totals.busy_seconds;
             totals.entries_received += part.totals.entries_received;
             totals.entries_already_held += part.totals.entries_already_held;
             totals.sessions_expired += part.totals.sessions_expired;

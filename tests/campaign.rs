@@ -235,6 +235,17 @@ fn two_shards_merged_equal_one_unsharded_run() {
         whole.totals.entries_already_held
     );
     assert!(String::from_utf8_lossy(&merge.stdout).contains("seeds run: 6, failed: "));
+    // One core's speed survives the merge: the shards' busy time adds up.
+    assert!(first.totals.busy_seconds > 0.0 && second.totals.busy_seconds > 0.0);
+    assert_eq!(
+        merged.totals.busy_seconds,
+        second.totals.busy_seconds + first.totals.busy_seconds
+    );
+    assert!(
+        String::from_utf8_lossy(&merge.stdout).contains(" per thread running seeds); "),
+        "{}",
+        String::from_utf8_lossy(&merge.stdout)
+    );
 }
 
 #[test]

@@ -12,7 +12,8 @@
 //!
 //! `explore` runs a campaign and prints a summary: seeds run, failures grouped
 //! by the check that failed with the command that reproduces each, simulated
-//! events per wall second and simulated time over wall time. Exit status 1 if
+//! events per wall second (and per thread, the speed of one core, as `--jobs`
+//! runs seeds side by side) and simulated time over wall time. Exit status 1 if
 //! any seed failed. A seed that fails liveness checks only gets a second look
 //! ([`slow_or_stuck`]): run again with a longer quiet period, it is slow if it
 //! passes then and stuck if not. Threads, shards and summaries live in
@@ -419,7 +420,7 @@ pub fn campaign_key(args: &ExploreArgs) -> CampaignKey {
 /// reported in seed order whatever the thread count.
 pub fn run_explore(
     args: &ExploreArgs,
-    clock: &dyn Fn() -> Duration,
+    clock: &(dyn Fn() -> Duration + Sync),
     out: &mut dyn Write,
     progress: &mut dyn Write,
     terminal: bool,
@@ -461,13 +462,15 @@ pub fn run_explore(
             &seeds,
             jobs,
             &|seed| {
+                let started = clock();
                 let report = run_builtin(&args.cluster, seed, false, false)?;
+                let busy = clock().saturating_sub(started);
                 let second_look = slow_or_stuck(&args.cluster, &Subject::Seed(seed), &report);
-                Ok((report, second_look))
+                Ok((report, second_look, busy))
             },
             Duration::from_millis(200),
             &mut |seed, report| {
-                let (report, second_look) = match report {
+                let (report, second_look, busy) = match report {
                     Ok(outcome) => outcome,
                     Err(message) => {
                         error = Some(message);
@@ -480,6 +483,7 @@ pub fn run_explore(
                 summary.totals.entries_already_held += report.stats.entries_received.already_held;
                 summary.totals.sessions_expired += report.stats.sessions_expired;
                 simulated += report.stats.simulated;
+                summary.totals.busy_seconds += busy.as_secs_f64();
                 summary.runs.push(SeedRun {
                     seed,
                     trace_hash: report.trace_hash.clone(),
