@@ -19,15 +19,19 @@ pub(super) const U128_MARKER: u8 = 254;
 pub(super) fn write_u64(out: &mut Vec<u8>, value: u64) {
     if value <= u64::from(SINGLE_BYTE_MAX) {
         out.push(value as u8);
+    } else if value <= u64::from(u16::MAX) {
+        // Every log index past 250: common enough to inline too. Marker and
+        // bytes as one slice: one capacity check, not two.
+        let [b0, b1] = (value as u16).to_le_bytes();
+        out.extend_from_slice(&[U16_MARKER, b0, b1]);
     } else {
         write_wide_u64(out, value);
     }
 }
 
-/// [`write_u64`] past one byte: out of line, so the one-byte case inlines small.
+/// [`write_u64`] past two bytes: out of line, so the common cases inline small.
 #[inline(never)]
 fn write_wide_u64(out: &mut Vec<u8>, value: u64) {
-    // Marker and bytes as one slice: one capacity check, not two.
     let [b0, b1, b2, b3, b4, b5, b6, b7] = value.to_le_bytes();
     if value <= u64::from(u16::MAX) {
         out.extend_from_slice(&[U16_MARKER, b0, b1]);
