@@ -105,7 +105,33 @@ impl Invariants {
     }
 
     /// Checks `node` after an event. Returns the violations found.
+    #[inline]
     pub(crate) fn observe<C: Command + Hash>(
+        &mut self,
+        node: PeerId,
+        status: &Status,
+        became_leader: bool,
+        storage: &InMemoryLogStore<LogEntry<C>>,
+    ) -> Vec<String> {
+        // Most events change neither the node's log nor its commit index nor
+        // who leads: answered here, inline, with nothing to check.
+        let leader_known =
+            status.role != Role::Leader || self.last_leader == Some((status.term, node));
+        let checked = Some((status.last_log, status.commit_index));
+        let unchanged = !became_leader
+            && self
+                .mirrors
+                .get(slot(node))
+                .is_some_and(|mirror| mirror.checked == checked);
+        if leader_known && unchanged {
+            return Vec::new();
+        }
+        self.observe_change(node, status, became_leader, storage)
+    }
+
+    /// [`observe`](Self::observe) past its shortcut.
+    #[inline(never)]
+    fn observe_change<C: Command + Hash>(
         &mut self,
         node: PeerId,
         status: &Status,
