@@ -32,10 +32,9 @@ pub(super) fn write_u64(out: &mut Vec<u8>, value: u64) {
 /// [`write_u64`] past two bytes: out of line, so the common cases inline small.
 #[inline(never)]
 fn write_wide_u64(out: &mut Vec<u8>, value: u64) {
+    debug_assert!(value > u64::from(u16::MAX), "{value} fits two bytes");
     let [b0, b1, b2, b3, b4, b5, b6, b7] = value.to_le_bytes();
-    if value <= u64::from(u16::MAX) {
-        out.extend_from_slice(&[U16_MARKER, b0, b1]);
-    } else if value <= u64::from(u32::MAX) {
+    if value <= u64::from(u32::MAX) {
         out.extend_from_slice(&[U32_MARKER, b0, b1, b2, b3]);
     } else {
         out.extend_from_slice(&[U64_MARKER, b0, b1, b2, b3, b4, b5, b6, b7]);
