@@ -33,7 +33,8 @@ use crate::raft::{LentAppendEntries, LogEntry, Message};
 /// The handshake's protocol version; peers of different versions refuse.
 /// Version 2: a refusal of AppendEntries names the `prev` it refused.
 /// Version 3: proposals and command entries carry their session's stamp.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// Version 4: every frame on a bond ends with its CRC32C.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 const CONTEXT_PROOF: &str = "quorate 2026 bond proof v1";
 
@@ -418,11 +419,12 @@ fn deliver(
             }
             continue;
         }
-        let Ok(bytes) = crate::codec::encode(&frame) else {
+        // Sealed and unsealed, as a bond's frames are on TCP.
+        let Ok(bytes) = crate::codec::seal(&frame) else {
             *result = Some(Err(BondError::Protocol("unencodable frame")));
             continue;
         };
-        let Ok(frame) = crate::codec::decode::<HandshakeFrame>(&bytes) else {
+        let Ok(frame) = crate::codec::unseal::<HandshakeFrame>(&bytes) else {
             *result = Some(Err(BondError::Protocol("undecodable frame")));
             continue;
         };

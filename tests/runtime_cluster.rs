@@ -693,6 +693,45 @@ async fn bond_failures_when(
     group.bond_failures()
 }
 
+/// A peer of protocol 3 sent its frames unsealed. Its Hello fails the
+/// checksum, yet the bond fails naming both versions, and the node serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsealed_hello_of_an_older_protocol_is_refused_by_version() {
+    let cluster = Cluster::start("old-protocol", 3).await;
+    settled(&cluster).await;
+    let mut stream = TcpStream::connect(cluster.addresses[&PeerId(2)])
+        .await
+        .unwrap();
+    let hello = WireFrame::<KvCmd>::Handshake(HandshakeFrame::Hello {
+        version: 3,
+        peer: PeerId(1),
+        nonce: [7; 32],
+    });
+    let payload = quorate::codec::encode(&hello).unwrap();
+    let mut unsealed = (payload.len() as u32).to_le_bytes().to_vec();
+    unsealed.extend_from_slice(&payload);
+    stream.write_all(&unsealed).await.unwrap();
+    let failures = bond_failures_when(cluster.group(2), |failures| {
+        failures
+            .values()
+            .any(|failure| matches!(failure.error, quorate::bond::BondError::Version { .. }))
+    })
+    .await;
+    assert!(
+        failures.values().any(|failure| failure.error
+            == quorate::bond::BondError::Version {
+                ours: PROTOCOL_VERSION,
+                theirs: 3
+            }),
+        "{failures:?}"
+    );
+    cluster
+        .group(2)
+        .execute(put("after", "old protocol"))
+        .await
+        .expect("still serving");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mismatched_signature_is_refused_named_and_logged_once() {
     let cluster = Cluster::start("signature", 3).await;

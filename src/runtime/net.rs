@@ -1,5 +1,6 @@
 //! Bonds over TCP: one connection per pair of peers, the handshake of
-//! [`crate::bond`], then length-prefixed [`WireFrame::Raft`] frames.
+//! [`crate::bond`], then length-prefixed [`WireFrame::Raft`] frames, every frame
+//! sealed with a checksum (see [`super::frame`]).
 //!
 //! The lower id dials, the higher accepts, so two peers never race two
 //! connections. A dialer reconnects with capped exponential backoff and jitter.
@@ -21,7 +22,9 @@ use tokio::task::JoinHandle;
 
 use super::frame::{self, FrameError, HANDSHAKE_FRAME_BYTES_MAX};
 use super::transport::{Listener, ReadHalf, Stream, Transport, WriteHalf};
-use crate::bond::{BondError, Handshake, HandshakeFrame, HandshakeStep, WireFrame};
+use crate::bond::{
+    BondError, Handshake, HandshakeFrame, HandshakeStep, PROTOCOL_VERSION, WireFrame,
+};
 use crate::codec;
 use crate::env::{Entropy, uniform_duration};
 use crate::id::{GroupIdInputs, GroupKey, PeerId};
@@ -352,8 +355,7 @@ async fn handshake<C: Command>(
     );
     send_handshake::<C>(stream, hello).await?;
     loop {
-        let frame: WireFrame<C> = frame::read_message(stream, HANDSHAKE_FRAME_BYTES_MAX).await?;
-        let WireFrame::Handshake(frame) = frame else {
+        let WireFrame::Handshake(frame) = read_handshake::<C>(stream).await? else {
             return Err(LinkError::Bond(BondError::Protocol(
                 "a Raft frame before the bond",
             )));
@@ -379,6 +381,24 @@ async fn handshake<C: Command>(
             }
         }
     }
+}
+
+/// Reads a frame of the handshake. Peers of protocol 3 and older sent their
+/// frames unsealed: such a Hello fails the checksum, and is then read as sent,
+/// so the bond fails naming both versions, not a checksum.
+async fn read_handshake<C: Command>(stream: &mut Stream) -> Result<WireFrame<C>, LinkError> {
+    let payload = frame::read_frame(stream, HANDSHAKE_FRAME_BYTES_MAX).await?;
+    codec::unseal(&payload).map_err(|error| match codec::decode(&payload) {
+        Ok(WireFrame::<C>::Handshake(HandshakeFrame::Hello { version, .. }))
+            if version < PROTOCOL_VERSION =>
+        {
+            LinkError::Bond(BondError::Version {
+                ours: PROTOCOL_VERSION,
+                theirs: version,
+            })
+        }
+        _ => LinkError::Frame(FrameError::Decode(error)),
+    })
 }
 
 async fn send_handshake<C: Command>(stream: &mut Stream, frame: HandshakeFrame) -> io::Result<()> {
@@ -513,9 +533,7 @@ async fn write_batch<C: Command>(
 ) -> io::Result<()> {
     let mut bytes = Vec::new();
     for message in batch.drain(..) {
-        let frame = WireFrame::Raft(message);
-        let payload = codec::encode(&frame).map_err(io::Error::other)?;
-        frame::push_frame(&payload, &mut bytes)?;
+        frame::push_message(&WireFrame::Raft(message), &mut bytes)?;
     }
     writer.write_all(&bytes).await?;
     writer.flush().await
