@@ -669,11 +669,15 @@ async fn a_wrong_key_is_refused_and_learns_nothing() {
         ),
         "{failures:?}"
     );
-    cluster
-        .group(2)
-        .execute(put("after", "wrong key"))
+    still_serves(cluster.group(2), "wrong key").await;
+}
+
+/// Checks that `group` still commits a write after `what` was refused.
+async fn still_serves(group: &Group<KvStore>, what: &str) {
+    group
+        .execute(put("after", what))
         .await
-        .expect("still serving");
+        .unwrap_or_else(|error| panic!("no longer serving after {what}: {error}"));
 }
 
 /// The node's bond failures once `ready` holds of them (or after ten seconds,
@@ -725,11 +729,7 @@ async fn an_unsealed_hello_of_an_older_protocol_is_refused_by_version() {
             }),
         "{failures:?}"
     );
-    cluster
-        .group(2)
-        .execute(put("after", "old protocol"))
-        .await
-        .expect("still serving");
+    still_serves(cluster.group(2), "old protocol").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -775,9 +775,5 @@ async fn a_mismatched_signature_is_refused_named_and_logged_once() {
             "the same refusal is counted, not logged again"
         );
     }
-    cluster
-        .group(3)
-        .execute(put("after", "mismatch"))
-        .await
-        .expect("still serving");
+    still_serves(cluster.group(3), "mismatch").await;
 }
