@@ -1,5 +1,5 @@
 # The front door. Each target is a thin line over cargo.
-.PHONY: test lint fmt doc bench bench-engine bench-check explore explore-pgo sim replay shrink regress timeline timeline-shot bench-sim bench-flaws
+.PHONY: test lint fmt doc bench bench-engine bench-check explore explore-pgo sim replay shrink regress timeline timeline-shot bench-sim bench-sim-instructions bench-flaws
 
 # Every test, every cargo feature (the madsim build is its own target).
 test:
@@ -72,6 +72,11 @@ bench-engine:
 # FIGURES=2 (or 1,3, ...) prints only those.
 bench-sim:
 	QUORATE_BENCH_FIGURES=$(FIGURES) cargo bench --bench sim
+
+# Figure 2 counted in instructions under callgrind (steady where wall time is
+# not): simulator and bare engines per event, and their ratio. Needs valgrind.
+bench-sim-instructions:
+	bash benches/instructions.sh
 
 # Every planted flaw against explore: seeds to the first failure (median of
 # TRIALS disjoint seed ranges), wall time, and the size of the shrunk failure.

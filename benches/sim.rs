@@ -185,6 +185,42 @@ fn engine_loop_messages_per_second(nodes: u64, commits: u64) -> f64 {
     messages as f64 / start.elapsed().as_secs_f64()
 }
 
+/// `QUORATE_BENCH_CALLGRIND=sim` (or `bare`): one side of figure 2's first
+/// run (seed 100) and nothing else, for `benches/instructions.sh` to count
+/// the instructions executed inside [`callgrind_sim`] or [`callgrind_bare`]:
+/// a ratio that, unlike wall time, does not move with the box's load. Prints
+/// the run's events.
+fn one_side_of_figure_2(side: &str) {
+    let simulation = simulation(100, 5, FaultPreset::None, 20);
+    let events = match side {
+        "sim" => callgrind_sim(simulation).stats.events,
+        "bare" => {
+            let (report, inputs) = simulation.run_recording_inputs();
+            let inputs = inputs.expect("the run did not panic");
+            callgrind_bare(&inputs);
+            report.stats.events
+        }
+        _ => panic!("QUORATE_BENCH_CALLGRIND is sim or bare, not {side:?}"),
+    };
+    println!("EVENTS {events}");
+}
+
+/// A whole simulated run, end-of-run checks included (a function of its own,
+/// never inlined, so that callgrind can count inside it).
+#[inline(never)]
+fn callgrind_sim(simulation: Simulation<KvStore>) -> RunReport {
+    simulation.run()
+}
+
+/// The same run's inputs through bare engines (see [`callgrind_sim`]).
+#[inline(never)]
+fn callgrind_bare(inputs: &quorate::sim::inputs::NodeInputs<KvStore>) {
+    let replay = inputs
+        .drive_engines(|_| KvStore::default())
+        .expect("the same machine and build");
+    std::hint::black_box(replay);
+}
+
 /// Whether `figure` was asked for: all of them unless `QUORATE_BENCH_FIGURES`
 /// lists some.
 fn wanted(figure: u32) -> bool {
@@ -197,6 +233,10 @@ fn wanted(figure: u32) -> bool {
 }
 
 fn main() {
+    if let Ok(side) = std::env::var("QUORATE_BENCH_CALLGRIND") {
+        one_side_of_figure_2(&side);
+        return;
+    }
     if wanted(1) {
         events_per_second_under_swarm();
     }
