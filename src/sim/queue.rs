@@ -16,10 +16,17 @@
 //! where a `Vec` per bucket spread them over thousands of allocations, each
 //! cold again by the time the wheel came round to it.
 //!
-//! A pop scans its bucket's list, so a bucket holds at most
-//! [`BUCKET_EVENTS_MAX`] events and the rest go to the heap: a message storm
-//! (an engine bug that answers each message with more than one) then costs
-//! O(log n) an event, where unbounded lists cost O(n) and stalled the run.
+//! The first bucket in use is taken out whole when the queue reaches it, as a
+//! sorted run, and its events pop from the run's end in O(1). A pop that
+//! scanned its bucket's list for the earliest cost O(k) for k events in the
+//! bucket: with thousands of clients, buckets hold tens of events, and the
+//! scans were an eighth of all a run executed.
+//!
+//! A bucket lists at most [`BUCKET_EVENTS_MAX`] events, and the run takes at
+//! most [`RUN_EVENTS_MAX`] pushed into its bucket while it drains; the rest go
+//! to the heap, so a message storm (an engine bug that answers each message
+//! with more than one) costs O(log n) an event, not O(n), and cannot stall
+//! the run.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -36,6 +43,10 @@ const BUCKETS: usize = 4096;
 
 /// The most events a bucket lists; more in its time go to the heap.
 const BUCKET_EVENTS_MAX: u32 = 64;
+
+/// The most events pushed into the running bucket while it drains that the
+/// run takes (each a sorted insert); more in its time go to the heap.
+const RUN_EVENTS_MAX: usize = 256;
 
 /// Each bucket's bit in `occupied`.
 const WORDS: usize = BUCKETS / 64;
@@ -100,7 +111,12 @@ pub(crate) struct EventQueue<E> {
     base: u64,
     /// The time of the last event popped.
     last: Instant,
-    near: usize,
+    /// Events in the buckets' lists.
+    listed: usize,
+    /// The events of bucket number `run_bucket`, taken out of its list when
+    /// the queue reached it, latest first: the earliest is popped off the end.
+    run: Vec<u32>,
+    run_bucket: u64,
     far: BinaryHeap<Far>,
     sequence: u64,
 }
@@ -115,7 +131,9 @@ impl<E> EventQueue<E> {
             occupied: [0; WORDS],
             base: 0,
             last: Instant::ZERO,
-            near: 0,
+            listed: 0,
+            run: Vec::new(),
+            run_bucket: 0,
             far: BinaryHeap::new(),
             sequence: 0,
         }
@@ -150,24 +168,43 @@ impl<E> EventQueue<E> {
         };
         let bucket = time.as_nanos() >> BUCKET_SHIFT;
         let ring = (bucket % BUCKETS as u64) as usize;
-        if bucket - self.base < BUCKETS as u64 && self.lengths[ring] < BUCKET_EVENTS_MAX {
+        if bucket == self.run_bucket && !self.run.is_empty() {
+            // Into the bucket being drained: its run, in order (or, if that
+            // is full, the heap).
+            if self.run.len() < RUN_EVENTS_MAX {
+                self.insert_into_run(index);
+                return;
+            }
+        } else if bucket - self.base < BUCKETS as u64 && self.lengths[ring] < BUCKET_EVENTS_MAX {
             self.slots[index as usize].next = self.heads[ring];
             self.heads[ring] = index;
             self.lengths[ring] += 1;
             self.occupied[ring / 64] |= 1 << (ring % 64);
-            self.near += 1;
-        } else {
-            self.far.push(Far {
-                time,
-                sequence: self.sequence,
-                slot: index,
-            });
+            self.listed += 1;
+            return;
         }
+        self.far.push(Far {
+            time,
+            sequence: self.sequence,
+            slot: index,
+        });
     }
 
     /// Events waiting.
     pub(crate) fn len(&self) -> usize {
-        self.near + self.far.len()
+        self.listed + self.run.len() + self.far.len()
+    }
+
+    /// Puts slot `index` (of the running bucket) in its place in the run.
+    #[cold]
+    #[inline(never)]
+    fn insert_into_run(&mut self, index: u32) {
+        let slots = &self.slots;
+        let order = slots[index as usize].order();
+        let at = self
+            .run
+            .partition_point(|&slot| slots[slot as usize].order() > order);
+        self.run.insert(at, index);
     }
 
     /// Every event waiting, in no particular order (for reports).
@@ -176,29 +213,21 @@ impl<E> EventQueue<E> {
     }
 
     pub(crate) fn pop(&mut self) -> Option<(Instant, E)> {
-        let near = self.first_near();
+        // The run's bucket comes before every listed one, unless it was taken
+        // out ahead of `base` and a far event popped before it since: events
+        // pushed after that one may be listed in buckets before the run's.
+        if self.run.is_empty() || (self.base < self.run_bucket && self.listed > 0) {
+            self.take_first_bucket();
+        }
+        let near = self.run.last().copied();
         let take_near = match (near, self.far.peek()) {
             (None, None) => return None,
             (Some(_), None) => true,
             (None, Some(_)) => false,
-            (Some((_, slot, _)), Some(far)) => {
-                self.slots[slot as usize].order() < (far.time, far.sequence)
-            }
+            (Some(slot), Some(far)) => self.slots[slot as usize].order() < (far.time, far.sequence),
         };
         let index = if take_near {
-            let (ring, slot, previous) = near.expect("chosen above");
-            let next = self.slots[slot as usize].next;
-            if previous == NONE {
-                self.heads[ring] = next;
-            } else {
-                self.slots[previous as usize].next = next;
-            }
-            self.lengths[ring] -= 1;
-            if self.heads[ring] == NONE {
-                self.occupied[ring / 64] &= !(1 << (ring % 64));
-            }
-            self.near -= 1;
-            slot
+            self.run.pop().expect("chosen above")
         } else {
             self.far.pop().expect("peeked above").slot
         };
@@ -210,12 +239,59 @@ impl<E> EventQueue<E> {
         Some((slot.time, event))
     }
 
-    /// The earliest near event: its bucket, its slot and the slot before it in
-    /// the bucket's list ([`NONE`] if first). Buckets hold bucket numbers
-    /// `base..base + BUCKETS` only, so the first occupied one after `base`
-    /// (around the ring) holds the earliest.
-    fn first_near(&self) -> Option<(usize, u32, u32)> {
-        if self.near == 0 {
+    /// Takes the first listed bucket out of the wheel into the run, sorted,
+    /// if it comes before the run's bucket (or the run is empty).
+    fn take_first_bucket(&mut self) {
+        let Some(ring) = self.first_listed() else {
+            return;
+        };
+        let head = self.heads[ring];
+        let bucket = self.slots[head as usize].time.as_nanos() >> BUCKET_SHIFT;
+        if !self.run.is_empty() {
+            if bucket > self.run_bucket {
+                return;
+            }
+            // Rare: an earlier bucket than the running one. Its events go back
+            // to their list's place in the wheel, and the earlier one runs.
+            self.return_run();
+        }
+        let mut slot = head;
+        while slot != NONE {
+            self.run.push(slot);
+            slot = self.slots[slot as usize].next;
+        }
+        self.heads[ring] = NONE;
+        self.listed -= self.lengths[ring] as usize;
+        self.lengths[ring] = 0;
+        self.occupied[ring / 64] &= !(1 << (ring % 64));
+        self.run_bucket = bucket;
+        if self.run.len() > 1 {
+            let slots = &self.slots;
+            self.run.sort_unstable_by(|a, b| {
+                slots[*b as usize].order().cmp(&slots[*a as usize].order())
+            });
+        }
+    }
+
+    /// Puts the run's events back into their bucket's list.
+    #[cold]
+    #[inline(never)]
+    fn return_run(&mut self) {
+        let ring = (self.run_bucket % BUCKETS as u64) as usize;
+        for index in self.run.drain(..) {
+            self.slots[index as usize].next = self.heads[ring];
+            self.heads[ring] = index;
+            self.lengths[ring] += 1;
+            self.listed += 1;
+        }
+        self.occupied[ring / 64] |= 1 << (ring % 64);
+    }
+
+    /// The first bucket (its place in the ring) that lists events. Buckets
+    /// hold bucket numbers `base..base + BUCKETS` only, so it is the first
+    /// occupied one from `base` on, around the ring.
+    fn first_listed(&self) -> Option<usize> {
+        if self.listed == 0 {
             return None;
         }
         let start = (self.base % BUCKETS as u64) as usize;
@@ -231,17 +307,8 @@ impl<E> EventQueue<E> {
                 }
                 (bits != 0).then(|| word * 64 + bits.trailing_zeros() as usize)
             })
-            .expect("a near event is in some bucket");
-        let mut best = (self.heads[ring], NONE);
-        let (mut previous, mut slot) = (best.0, self.slots[best.0 as usize].next);
-        while slot != NONE {
-            if self.slots[slot as usize].order() < self.slots[best.0 as usize].order() {
-                best = (slot, previous);
-            }
-            previous = slot;
-            slot = self.slots[slot as usize].next;
-        }
-        Some((ring, best.0, best.1))
+            .expect("a listed event is in some bucket");
+        Some(ring)
     }
 }
 
@@ -287,6 +354,25 @@ mod tests {
         assert_eq!(popped.len() as u64, count);
         assert_eq!(popped, expected, "by time, then by push order");
         assert!(queue.lengths.iter().all(|&length| length == 0));
+    }
+
+    /// A far event popped before the running bucket's events lets later
+    /// pushes list events earlier than the run: they still pop first.
+    #[test]
+    fn an_event_listed_before_the_running_bucket_pops_first() {
+        let at = |bucket: u64| Instant::from_nanos(bucket << BUCKET_SHIFT);
+        let mut queue = EventQueue::new();
+        queue.push(at(5_000), "far"); // beyond the wheel's reach from 0
+        queue.push(at(1_000), "near");
+        assert_eq!(queue.pop().map(|(_, event)| event), Some("near"));
+        queue.push(at(5_003), "listed"); // within reach now
+        // Taking bucket 5003 out as the run, the far event still comes first.
+        assert_eq!(queue.pop().map(|(_, event)| event), Some("far"));
+        assert_eq!(queue.run_bucket, 5_003);
+        queue.push(at(5_001), "earlier than the run");
+        let rest: Vec<&str> = std::iter::from_fn(|| queue.pop().map(|(_, event)| event)).collect();
+        assert_eq!(rest, ["earlier than the run", "listed"]);
+        assert_eq!(queue.len(), 0);
     }
 
     #[test]
