@@ -139,7 +139,7 @@ where
                 ReadRequester::Local(id) => {
                     if let Some(query) = self.queries.get_mut(&id) {
                         query.stage = QueryStage::Apply(commit);
-                        self.queries_checked_at = None;
+                        self.awaiting_apply.insert((commit, id));
                     }
                 }
                 ReadRequester::Remote(peer, read) => self.send(
@@ -206,7 +206,7 @@ where
                 ReadRequester::Local(id) => {
                     if let Some(query) = self.queries.get_mut(&id) {
                         query.stage = QueryStage::Apply(read.read_index);
-                        self.queries_checked_at = None;
+                        self.awaiting_apply.insert((read.read_index, id));
                     }
                 }
                 ReadRequester::Remote(peer, read_id) => self.send(
@@ -224,29 +224,37 @@ where
     }
 
     /// Answers strong queries whose read index has been applied.
+    #[inline]
     pub(super) fn answer_ready_queries(&mut self) {
         let applied = self.applied.index();
-        // Nothing became ready since the last search found none left.
-        if self.queries_checked_at == Some(applied) {
-            debug_assert!(
-                !self.queries.values().any(
-                    |query| matches!(query.stage, QueryStage::Apply(index) if index <= applied)
-                ),
-                "a ready query was skipped"
-            );
+        // Most flushes: no query waits for an index applied by now.
+        if self
+            .awaiting_apply
+            .first()
+            .is_none_or(|&(index, _)| index > applied)
+        {
             return;
         }
-        self.queries_checked_at = Some(applied);
-        let ready: Vec<QueryId> = self
-            .queries
-            .iter()
-            .filter(
-                |(_, query)| matches!(query.stage, QueryStage::Apply(index) if index <= applied),
-            )
-            .map(|(id, _)| *id)
-            .collect();
+        self.answer_queries_ready_at(applied);
+    }
+
+    /// Answers every query awaiting an index up to `applied`.
+    #[inline(never)]
+    fn answer_queries_ready_at(&mut self, applied: Index) {
+        let mut ready = Vec::new();
+        while let Some(&(index, id)) = self.awaiting_apply.first()
+            && index <= applied
+        {
+            self.awaiting_apply.pop_first();
+            ready.push(id);
+        }
+        // Answered in id order, as when every pending query was searched.
+        ready.sort_unstable();
         for id in ready {
-            let query = self.queries.remove(&id).expect("collected above");
+            let query = self
+                .queries
+                .remove(&id)
+                .expect("a query awaiting apply is pending");
             self.remove_deadline(query.deadline, Expiring::Query(id));
             let answer = QueryAnswer {
                 result: self.machine.query(query.query),
@@ -257,6 +265,13 @@ where
                 outcome: Ok(answer),
             });
         }
+        debug_assert!(
+            !self
+                .queries
+                .values()
+                .any(|query| matches!(query.stage, QueryStage::Apply(index) if index <= applied)),
+            "a ready query was left waiting"
+        );
     }
 
     /// The leader's side of a forwarded proposal. Proposals are never forwarded
@@ -335,7 +350,7 @@ where
         match result {
             Ok(index) => {
                 query.stage = QueryStage::Apply(index);
-                self.queries_checked_at = None;
+                self.awaiting_apply.insert((index, read));
             }
             Err(error) => self.fail_query(read, error),
         }

@@ -411,6 +411,9 @@ where
     /// Fails a pending local query.
     pub(super) fn fail_query(&mut self, id: super::outcome::QueryId, error: QueryError) {
         if let Some(query) = self.queries.remove(&id) {
+            if let super::node::QueryStage::Apply(index) = query.stage {
+                self.awaiting_apply.remove(&(index, id));
+            }
             self.remove_deadline(query.deadline, super::node::Expiring::Query(id));
             self.held.push(Effect::QueryOutcome {
                 id,

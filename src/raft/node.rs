@@ -455,11 +455,11 @@ where
 
     pub(super) proposals: BTreeMap<ProposalId, PendingProposal>,
     pub(super) queries: BTreeMap<QueryId, PendingQuery<M::Query>>,
-    /// The applied index when [`queries`](Self::queries) was last searched
-    /// for ready ones, or `None` if a query's stage became `Apply` since: a
-    /// query becomes ready only then or when the applied index moves, so the
-    /// search runs only then (see `answer_ready_queries`).
-    pub(super) queries_checked_at: Option<Index>,
+    /// The queries in stage [`QueryStage::Apply`], by the index they wait
+    /// for: those ready as `applied` moves are the first few, where a search
+    /// of every pending query cost O(n) per apply (a sixth of a simulated
+    /// event with 2,000 clients).
+    pub(super) awaiting_apply: BTreeSet<(Index, QueryId)>,
     pub(super) deadlines: BTreeSet<(Instant, Expiring)>,
     pub(super) sessions: super::apply::Sessions,
     pub(super) apply_buffers: super::apply::ApplyBuffers<M::Command>,
@@ -553,7 +553,7 @@ where
             armed: [None; 3],
             proposals: BTreeMap::new(),
             queries: BTreeMap::new(),
-            queries_checked_at: None,
+            awaiting_apply: BTreeSet::new(),
             deadlines: BTreeSet::new(),
             sessions,
             apply_buffers: super::apply::ApplyBuffers::default(),
