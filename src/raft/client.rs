@@ -162,7 +162,7 @@ where
             read_index: commit.max(state.term_start),
             requester,
         };
-        state.reads.push(read);
+        state.reads.push_back(read);
         state.due_all = true;
         for progress in state.progress.values_mut() {
             progress.contact_due = true;
@@ -175,7 +175,7 @@ where
         let Some(state) = self.leader_state.as_mut() else {
             return;
         };
-        let Some(oldest) = state.reads.first().map(|read| read.round) else {
+        let Some(oldest) = state.reads.front().map(|read| read.round) else {
             return;
         };
         if state.read_acks_round != oldest {
@@ -197,7 +197,7 @@ where
         let split = state.reads.partition_point(|read| read.round <= confirmed);
         let mut ready = core::mem::take(&mut state.confirmed_scratch);
         ready.extend(state.reads.drain(..split));
-        if let Some(oldest) = state.reads.first().map(|read| read.round) {
+        if let Some(oldest) = state.reads.front().map(|read| read.round) {
             state.read_acks_round = oldest;
             state.read_acks = acked_at_least(state, oldest);
         }

@@ -279,7 +279,7 @@ where
             progress,
             term_start,
             read_round: 0,
-            reads: Vec::new(),
+            reads: std::collections::VecDeque::new(),
             since: now,
             due_all: true,
             due_peers: Vec::new(),

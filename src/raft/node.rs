@@ -5,7 +5,7 @@
 use core::fmt;
 use core::ops::RangeInclusive;
 use core::time::Duration;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::config::{ConfigError, GroupConfig, NodeOptions};
 use super::entry::{LogEntry, Proposal, ProposalId};
@@ -304,8 +304,10 @@ pub(super) struct LeaderState {
     pub term_start: Index,
     /// The latest read round started; rounds increase within a term.
     pub read_round: u64,
-    /// Reads waiting for confirmation, oldest first.
-    pub reads: Vec<LeaderRead>,
+    /// Reads waiting for confirmation, oldest first. A deque: confirmed
+    /// reads leave from the front, where a `Vec` moved every later one down
+    /// (O(n) per round with thousands of reads waiting).
+    pub reads: VecDeque<LeaderRead>,
     /// When this node became leader.
     pub since: Instant,
     /// Every follower may need a message at the next flush (new entries, a
