@@ -233,9 +233,19 @@ where
             .first()
             .is_none_or(|&(index, _)| index > applied)
         {
+            debug_assert!(self.none_ready_at(applied), "a ready query was skipped");
             return;
         }
         self.answer_queries_ready_at(applied);
+    }
+
+    /// Whether no pending query waits for an index up to `applied` (every
+    /// query in the Apply stage must be in `awaiting_apply`).
+    fn none_ready_at(&self, applied: Index) -> bool {
+        !self
+            .queries
+            .values()
+            .any(|query| matches!(query.stage, QueryStage::Apply(index) if index <= applied))
     }
 
     /// Answers every query awaiting an index up to `applied`.
@@ -266,10 +276,7 @@ where
             });
         }
         debug_assert!(
-            !self
-                .queries
-                .values()
-                .any(|query| matches!(query.stage, QueryStage::Apply(index) if index <= applied)),
+            self.none_ready_at(applied),
             "a ready query was left waiting"
         );
     }
