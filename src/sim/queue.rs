@@ -64,28 +64,24 @@ struct Slot<E> {
     event: Option<E>,
 }
 
-impl<E> Slot<E> {
-    fn order(&self) -> (Instant, u64) {
-        (self.time, self.sequence)
-    }
-}
-
-/// A far event in the heap: its order and its slot, ordered reversed so the
-/// max-heap pops the earliest.
+/// An event's order and its slot, ordered reversed (the earliest is the
+/// greatest): the max-heap of far events pops the earliest, and the running
+/// bucket, sorted ascending, ends with it. Sorted by value, not as slot
+/// indices into the slab, a comparison loads nothing from the slab.
 #[derive(PartialEq, Eq)]
-struct Far {
+struct Ordered {
     time: Instant,
     sequence: u64,
     slot: u32,
 }
 
-impl PartialOrd for Far {
+impl PartialOrd for Ordered {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for Far {
+impl Ord for Ordered {
     fn cmp(&self, other: &Self) -> Ordering {
         (other.time, other.sequence).cmp(&(self.time, self.sequence))
     }
@@ -115,9 +111,9 @@ pub(crate) struct EventQueue<E> {
     listed: usize,
     /// The events of bucket number `run_bucket`, taken out of its list when
     /// the queue reached it, latest first: the earliest is popped off the end.
-    run: Vec<u32>,
+    run: Vec<Ordered>,
     run_bucket: u64,
-    far: BinaryHeap<Far>,
+    far: BinaryHeap<Ordered>,
     sequence: u64,
 }
 
@@ -172,7 +168,11 @@ impl<E> EventQueue<E> {
             // Into the bucket being drained: its run, in order (or, if that
             // is full, the heap).
             if self.run.len() < RUN_EVENTS_MAX {
-                self.insert_into_run(index);
+                self.insert_into_run(Ordered {
+                    time,
+                    sequence: self.sequence,
+                    slot: index,
+                });
                 return;
             }
         } else if bucket - self.base < BUCKETS as u64 && self.lengths[ring] < BUCKET_EVENTS_MAX {
@@ -183,7 +183,7 @@ impl<E> EventQueue<E> {
             self.listed += 1;
             return;
         }
-        self.far.push(Far {
+        self.far.push(Ordered {
             time,
             sequence: self.sequence,
             slot: index,
@@ -195,16 +195,12 @@ impl<E> EventQueue<E> {
         self.listed + self.run.len() + self.far.len()
     }
 
-    /// Puts slot `index` (of the running bucket) in its place in the run.
+    /// Puts an event of the running bucket in its place in the run.
     #[cold]
     #[inline(never)]
-    fn insert_into_run(&mut self, index: u32) {
-        let slots = &self.slots;
-        let order = slots[index as usize].order();
-        let at = self
-            .run
-            .partition_point(|&slot| slots[slot as usize].order() > order);
-        self.run.insert(at, index);
+    fn insert_into_run(&mut self, event: Ordered) {
+        let at = self.run.partition_point(|queued| *queued < event);
+        self.run.insert(at, event);
     }
 
     /// Every event waiting, in no particular order (for reports).
@@ -219,15 +215,15 @@ impl<E> EventQueue<E> {
         if self.run.is_empty() || (self.base < self.run_bucket && self.listed > 0) {
             self.take_first_bucket();
         }
-        let near = self.run.last().copied();
-        let take_near = match (near, self.far.peek()) {
+        let take_near = match (self.run.last(), self.far.peek()) {
             (None, None) => return None,
             (Some(_), None) => true,
             (None, Some(_)) => false,
-            (Some(slot), Some(far)) => self.slots[slot as usize].order() < (far.time, far.sequence),
+            // Reversed order: the greater is the earlier.
+            (Some(near), Some(far)) => near > far,
         };
         let index = if take_near {
-            self.run.pop().expect("chosen above")
+            self.run.pop().expect("chosen above").slot
         } else {
             self.far.pop().expect("peeked above").slot
         };
@@ -257,20 +253,20 @@ impl<E> EventQueue<E> {
         }
         let mut slot = head;
         while slot != NONE {
-            self.run.push(slot);
-            slot = self.slots[slot as usize].next;
+            let queued = &self.slots[slot as usize];
+            self.run.push(Ordered {
+                time: queued.time,
+                sequence: queued.sequence,
+                slot,
+            });
+            slot = queued.next;
         }
         self.heads[ring] = NONE;
         self.listed -= self.lengths[ring] as usize;
         self.lengths[ring] = 0;
         self.occupied[ring / 64] &= !(1 << (ring % 64));
         self.run_bucket = bucket;
-        if self.run.len() > 1 {
-            let slots = &self.slots;
-            self.run.sort_unstable_by(|a, b| {
-                slots[*b as usize].order().cmp(&slots[*a as usize].order())
-            });
-        }
+        self.run.sort_unstable();
     }
 
     /// Puts the run's events back into their bucket's list.
@@ -278,7 +274,7 @@ impl<E> EventQueue<E> {
     #[inline(never)]
     fn return_run(&mut self) {
         let ring = (self.run_bucket % BUCKETS as u64) as usize;
-        for index in self.run.drain(..) {
+        for Ordered { slot: index, .. } in self.run.drain(..) {
             self.slots[index as usize].next = self.heads[ring];
             self.heads[ring] = index;
             self.lengths[ring] += 1;
