@@ -162,6 +162,7 @@ impl Trace {
     }
 
     /// Records an event.
+    #[inline]
     pub fn record(&mut self, event: TraceEvent) {
         self.events += 1;
         let (kind, first, second, name, text) = event.what.words();

@@ -199,7 +199,7 @@ impl<M: SimMachine> World<M> {
         host.paused = false;
         host.deferred.clear();
         host.down_since = self.now;
-        host.last_status = None;
+        host.last_step = None;
         for generation in &mut host.timer_generation {
             *generation += 1;
         }
