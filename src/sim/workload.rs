@@ -199,8 +199,8 @@ pub struct KvWorkload {
 /// Keys of the key-value workload.
 const KV_KEYS: u64 = 10;
 
-/// `value` in decimal, as `value.to_string()` writes it.
-fn decimal(mut value: u64) -> String {
+/// Appends `value` in decimal, as `value.to_string()` writes it.
+fn push_decimal(text: &mut String, mut value: u64) {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     loop {
@@ -211,8 +211,13 @@ fn decimal(mut value: u64) -> String {
             break;
         }
     }
-    let mut text = String::with_capacity(24);
-    text.push_str(core::str::from_utf8(&digits[start..]).expect("ASCII digits"));
+    text.extend(digits[start..].iter().map(|&digit| char::from(digit)));
+}
+
+/// `value` in decimal, as `value.to_string()` writes it.
+fn decimal(value: u64) -> String {
+    let mut text = String::with_capacity(4);
+    push_decimal(&mut text, value);
     text
 }
 
@@ -226,9 +231,10 @@ impl Workload<KvStore> for KvWorkload {
         let key = decimal(uniform_u64(rng, 0, KV_KEYS));
         // "{client}.{written} ", built without the formatting machinery (a
         // tenth of the cost: it runs for every write of every run).
-        let mut value = decimal(client);
+        let mut value = String::with_capacity(24);
+        push_decimal(&mut value, client);
         value.push('.');
-        value.push_str(&decimal(self.written));
+        push_decimal(&mut value, self.written);
         value.push(' ');
         if uniform_u64(rng, 0, 4) == 0 {
             KvCmd::Put { key, value }

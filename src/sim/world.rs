@@ -241,8 +241,9 @@ struct Host<M: SimMachine> {
 }
 
 /// A client operation in progress.
-struct Pending<M: StateMachine> {
-    operation: Operation<M>,
+struct Pending {
+    /// Where the operation is in the history, which keeps it (a retry
+    /// sends it again from there).
     history_index: usize,
     proposal: Option<ProposalId>,
     /// The session its proposal belongs to (kept by every retry).
@@ -253,7 +254,7 @@ struct Pending<M: StateMachine> {
 }
 
 /// One simulated client: a closed loop of operations with retries.
-struct Client<M: StateMachine> {
+struct Client {
     id: ClientId,
     next_sequence: u64,
     /// The stamp of its session (see [`Proposal::session`]): the commit index
@@ -266,7 +267,7 @@ struct Client<M: StateMachine> {
     commands: Vec<usize>,
     next_query: u64,
     target: PeerId,
-    pending: Option<Pending<M>>,
+    pending: Option<Pending>,
     generation: u64,
     /// Its start, think times and retry targets: a stream per client, so that
     /// removing one client's operation leaves the others' timing alone.
@@ -347,7 +348,7 @@ pub(crate) struct World<M: SimMachine> {
     queue: EventQueue<Event<M>>,
     hosts: Vec<Host<M>>,
     network: Network,
-    clients: Vec<Client<M>>,
+    clients: Vec<Client>,
     /// Whether faults are over (the quiet period has begun).
     quiet: bool,
     /// Armed by [`FaultAction::CrashNextLeader`]: the messages the next leader

@@ -143,7 +143,7 @@ impl<M: SimMachine> World<M> {
                 ),
             ));
         }
-        let pending: Vec<(&Client<M>, &Pending<M>)> = self
+        let pending: Vec<(&Client, &Pending)> = self
             .clients
             .iter()
             .filter_map(|client| client.pending.as_ref().map(|pending| (client, pending)))
@@ -154,8 +154,9 @@ impl<M: SimMachine> World<M> {
         if let Some((client, first)) = oldest {
             // The oldest is where to start looking: name it, and the node its
             // client turns to.
-            let invoked = self.history.operations[first.history_index].invoked;
-            let what = match &first.operation {
+            let operation = &self.history.operations[first.history_index];
+            let invoked = operation.invoked;
+            let what = match &operation.operation {
                 Operation::Command(command) => format!("command {command:?}"),
                 Operation::Query { query, strong } => {
                     format!(

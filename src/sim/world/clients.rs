@@ -140,12 +140,11 @@ impl<M: SimMachine> World<M> {
     /// Records `operation` as invoked by `client` and sends its first attempt.
     fn issue(&mut self, client: usize, operation: Operation<M>) {
         let client_number = self.clients[client].id.0;
-        let history_index = self
-            .history
-            .invoke(client_number, operation.clone(), self.now);
+        let is_command = matches!(operation, Operation::Command(_));
+        let history_index = self.history.invoke(client_number, operation, self.now);
         let mut session = Index::ZERO;
-        let proposal = match operation {
-            Operation::Command(_) => {
+        let proposal = match is_command {
+            true => {
                 if self.clients[client].session.is_none() {
                     let target = Self::position(self.clients[client].target);
                     let committed = self.hosts[target]
@@ -163,10 +162,9 @@ impl<M: SimMachine> World<M> {
                     sequence: state.next_sequence,
                 })
             }
-            Operation::Query { .. } => None,
+            false => None,
         };
         self.clients[client].pending = Some(Pending {
-            operation,
             history_index,
             proposal,
             session,
@@ -187,7 +185,7 @@ impl<M: SimMachine> World<M> {
             return;
         };
         pending.attempt_deadline = now + attempt_timeout;
-        let request = match &pending.operation {
+        let request = match &self.history.operations[pending.history_index].operation {
             Operation::Command(command) => Request::Propose(Proposal {
                 id: pending.proposal.expect("commands have a proposal id"),
                 command: command.clone(),
@@ -391,7 +389,10 @@ impl<M: SimMachine> World<M> {
                 }
                 match outcome {
                     Ok(answer) => {
-                        if matches!(pending.operation, Operation::Query { strong: false, .. }) {
+                        if matches!(
+                            self.history.operations[index].operation,
+                            Operation::Query { strong: false, .. }
+                        ) {
                             self.weak_read_sources.insert(index, (node.0, incarnation));
                         }
                         let answer = Some((answer.result, answer.position));
