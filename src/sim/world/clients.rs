@@ -143,26 +143,25 @@ impl<M: SimMachine> World<M> {
         let is_command = matches!(operation, Operation::Command(_));
         let history_index = self.history.invoke(client_number, operation, self.now);
         let mut session = Index::ZERO;
-        let proposal = match is_command {
-            true => {
-                if self.clients[client].session.is_none() {
-                    let target = Self::position(self.clients[client].target);
-                    let committed = self.hosts[target]
-                        .node
-                        .as_ref()
-                        .map_or(Index::ZERO, |node| node.status().commit_index);
-                    self.clients[client].session = Some(committed);
-                }
-                let state = &mut self.clients[client];
-                session = state.session.expect("opened above");
-                state.next_sequence += 1;
-                state.commands.push(history_index);
-                Some(ProposalId {
-                    client: state.id,
-                    sequence: state.next_sequence,
-                })
+        let proposal = if is_command {
+            if self.clients[client].session.is_none() {
+                let target = Self::position(self.clients[client].target);
+                let committed = self.hosts[target]
+                    .node
+                    .as_ref()
+                    .map_or(Index::ZERO, |node| node.status().commit_index);
+                self.clients[client].session = Some(committed);
             }
-            false => None,
+            let state = &mut self.clients[client];
+            session = state.session.expect("opened above");
+            state.next_sequence += 1;
+            state.commands.push(history_index);
+            Some(ProposalId {
+                client: state.id,
+                sequence: state.next_sequence,
+            })
+        } else {
+            None
         };
         self.clients[client].pending = Some(Pending {
             history_index,
