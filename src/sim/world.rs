@@ -976,9 +976,11 @@ impl<M: SimMachine> World<M> {
     }
 
     /// Checks a node whose commit index moved `from` another: while a node is
-    /// up its commit index only grows (it restarts from 0), and a leader's
-    /// commit must hold on a majority's synced storage. Out of line: most
-    /// steps move no commit index.
+    /// up its commit index only grows (it restarts from 0), and what a leader
+    /// just committed must not be losable
+    /// ([`commit_can_be_lost`](Self::commit_can_be_lost)). Also fires the
+    /// fault armed for a leader's first commit. Out of line: most steps move
+    /// no commit index.
     #[inline(never)]
     fn check_moved_commit(&mut self, position: usize, status: &Status, from: Index) {
         if from > status.commit_index {
