@@ -9,7 +9,8 @@
 //!    driven through those runs' very inputs ([`NodeInputs::drive_engines`]:
 //!    decode, step, flush, encode, with no simulator around them, and the
 //!    recorded frames freed after the clock stops, as the simulator recycles
-//!    its own); and, for comparison, messages per second
+//!    its own), with the median and range of the ratio round by round (how
+//!    far this box's noise moves it); and, for comparison, messages per second
 //!    against the propose-and-deliver engine-only loop of `benches/engine.rs`,
 //!    which drives a lighter workload (one client, appends only, delivered at
 //!    once);
@@ -296,13 +297,18 @@ fn overhead_against_bare_engines() {
     let mut sim_messages = 0;
     let mut replay_wall = Duration::ZERO;
     let mut loop_messages = 0f64;
+    // Each round's wall time over all seeds, per side: the spread of their
+    // ratios shows how far the box's noise moves the figure.
+    let mut sim_rounds = [Duration::ZERO; REPETITIONS];
+    let mut replay_rounds = [Duration::ZERO; REPETITIONS];
     for seed in 100..100 + OVERHEAD_SEEDS {
         let mut sim_best = Duration::MAX;
         let mut replay_best = Duration::MAX;
         let mut seed_messages = 0;
-        for _ in 0..REPETITIONS {
+        for round in 0..REPETITIONS {
             let (report, elapsed) = simulate(seed, 5, FaultPreset::None, 20);
             sim_best = sim_best.min(elapsed);
+            sim_rounds[round] += elapsed;
             seed_messages = report.stats.messages_delivered;
             let (replay, elapsed) = drive_engines(seed, 5, FaultPreset::None, 20);
             assert_eq!(
@@ -310,6 +316,7 @@ fn overhead_against_bare_engines() {
                 "the same run"
             );
             replay_best = replay_best.min(elapsed);
+            replay_rounds[round] += elapsed;
             if seed == 100 {
                 loop_messages = loop_messages.max(engine_loop_messages_per_second(5, 20_000));
             }
@@ -319,15 +326,25 @@ fn overhead_against_bare_engines() {
         replay_wall += replay_best;
     }
     let per_second = |messages: u64, wall: Duration| messages as f64 / wall.as_secs_f64();
+    let mut rounds: Vec<f64> = sim_rounds
+        .iter()
+        .zip(&replay_rounds)
+        .map(|(sim, replay)| sim.as_secs_f64() / replay.as_secs_f64())
+        .collect();
+    rounds.sort_by(f64::total_cmp);
     println!(
         "2. simulator overhead, 5-node kv, no faults ({OVERHEAD_SEEDS} seeds, best of \
          {REPETITIONS} each): {:.2}x bare engines fed the same inputs \
          ({sim_messages} messages in {:.1} ms against {:.1} ms);\n   \
+         round by round (all seeds once per side, in turn): median {:.2}x, {:.2}x to {:.2}x;\n   \
          messages per wall second: simulator {:.0}, same inputs {:.0}, \
          propose-and-deliver loop {loop_messages:.0} ({:.2}x the simulator's)",
         sim_wall.as_secs_f64() / replay_wall.as_secs_f64(),
         sim_wall.as_secs_f64() * 1e3,
         replay_wall.as_secs_f64() * 1e3,
+        rounds[rounds.len() / 2],
+        rounds[0],
+        rounds[rounds.len() - 1],
         per_second(sim_messages, sim_wall),
         per_second(sim_messages, replay_wall),
         loop_messages / per_second(sim_messages, sim_wall),
