@@ -151,6 +151,21 @@ fn a_stuck_follower_is_told_stuck() {
     );
 }
 
+/// A commit index that goes back while its node is up is a safety failure,
+/// named with the node and both indices. Under truncate-committed, seed 12's
+/// n3 cuts entries it had committed, and its commit index with them.
+#[cfg(feature = "flaws")]
+#[test]
+fn a_commit_index_that_goes_back_is_caught() {
+    let (status, report) = explore_with_flaw("12..13", "truncate-committed");
+    assert_eq!(status, Some(1), "{report}");
+    assert!(
+        report.contains("[safety] at 14.526776s: n3: commit index went back from 62 to 60"),
+        "seed 12 no longer takes a commit index back; if the engine changed, find \
+         another seed with `quorate explore --flaw truncate-committed`:\n{report}"
+    );
+}
+
 /// An operation left pending is named: which, when it was invoked, and the
 /// node its client turns to. Under keep-next-on-conflict, seed 79's group
 /// never commits client 1's last append.
