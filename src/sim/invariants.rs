@@ -52,6 +52,17 @@ pub(crate) struct Invariants {
     leaders: BTreeMap<Term, PeerId>,
     /// The last leader `leaders` confirmed.
     last_leader: Option<(Term, PeerId)>,
+    /// What every node's log is checked against.
+    agreed: Agreed,
+    /// Per node (by id, from 1).
+    mirrors: Vec<Mirror>,
+}
+
+/// What the nodes' logs are checked against: the first chain hash seen for
+/// each index and term, and the committed log. Apart from the mirrors, so
+/// that a node's mirror is checked in place.
+#[derive(Debug, Default)]
+struct Agreed {
     /// Per index (from 1): the first term seen there and the chain hash of the
     /// prefix ending at it, as first seen anywhere.
     chains: Vec<(Term, u64)>,
@@ -62,14 +73,12 @@ pub(crate) struct Invariants {
     /// For each committed index, the term of the node that first reported it
     /// committed: it was committed in that term or earlier.
     committed_by_term: Vec<Term>,
-    /// Per node (by id, from 1).
-    mirrors: Vec<Mirror>,
 }
 
 impl Invariants {
     /// The longest committed index seen on any node.
     pub(crate) fn committed_index(&self) -> Index {
-        Index(self.committed.len() as u64)
+        Index(self.agreed.committed.len() as u64)
     }
 
     /// The leader of each term seen, in term order.
@@ -85,22 +94,6 @@ impl Invariants {
         if let Some(mirror) = self.mirrors.get_mut(slot(node)) {
             mirror.entries.clear();
             mirror.checked = None;
-        }
-    }
-
-    /// The first chain hash seen for the prefix ending at (`index`, `term`),
-    /// which becomes `chain` if none was.
-    fn first_chain(&mut self, index: Index, term: Term, chain: u64) -> u64 {
-        let position = index.0 as usize - 1;
-        if position == self.chains.len() {
-            self.chains.push((term, chain));
-            return chain;
-        }
-        match self.chains.get(position) {
-            Some((first_term, first)) if *first_term == term => *first,
-            // Another term at this index, or (after a violation cut a mirror's
-            // check short) an index past those recorded in order.
-            _ => *self.other_chains.entry((index, term)).or_insert(chain),
         }
     }
 
@@ -151,32 +144,76 @@ impl Invariants {
                 ));
             }
         }
-        if self.mirrors.len() <= slot(node) {
-            self.mirrors.resize_with(slot(node) + 1, Mirror::default);
+        let slot = slot(node);
+        if self.mirrors.len() <= slot {
+            self.mirrors.resize_with(slot + 1, Mirror::default);
         }
+        let mirror = &mut self.mirrors[slot];
         // A mirror whose last entry still matches is kept whole (see
         // `sync_mirror`), and the committed prefix it is checked against never
         // changes: with the same last entry and commit index, nothing is new.
         let checked = Some((status.last_log, status.commit_index));
-        if !became_leader && self.mirrors[slot(node)].checked == checked {
+        if !became_leader && mirror.checked == checked {
             return violations;
         }
-        let mut mirror = core::mem::take(&mut self.mirrors[slot(node)]);
         mirror.checked = checked;
-        let added_from = sync_mirror(&mut mirror, status, storage);
+        let added_from = sync_mirror(mirror, status, storage);
         // Log matching: the same (index, term) means the same prefix.
         for (position, (term, chain)) in mirror.entries.iter().enumerate().skip(added_from) {
             let index = Index(position as u64 + 1);
-            if self.first_chain(index, *term, *chain) != *chain {
+            if self.agreed.first_chain(index, *term, *chain) != *chain {
                 violations.push(format!(
                     "log matching: {node}'s entry {index} of term {term} differs from another node's"
                 ));
                 break;
             }
         }
-        self.check_committed(node, status, became_leader, &mirror, &mut violations);
-        self.mirrors[slot(node)] = mirror;
+        self.agreed
+            .check_committed(node, status, became_leader, mirror, &mut violations);
         violations
+    }
+
+    /// How much of the committed log `node`'s log holds: the last index
+    /// through which the two agree, for the end-of-run check. A chain hash
+    /// stands for its whole prefix, so agreement at an index means agreement
+    /// before it, and a binary search finds the last.
+    pub(crate) fn committed_held_through(&self, node: PeerId) -> Index {
+        let Some(mirror) = self.mirrors.get(slot(node)) else {
+            return Index::ZERO;
+        };
+        let agrees = |length: usize| {
+            length == 0
+                || mirror.chain_at(Index(length as u64)) == Some(self.agreed.committed[length - 1])
+        };
+        // `low` agrees, `high + 1` does not (or is past the committed log).
+        let (mut low, mut high) = (0, self.agreed.committed.len());
+        while low < high {
+            let middle = low + (high - low).div_ceil(2);
+            if agrees(middle) {
+                low = middle;
+            } else {
+                high = middle - 1;
+            }
+        }
+        Index(low as u64)
+    }
+}
+
+impl Agreed {
+    /// The first chain hash seen for the prefix ending at (`index`, `term`),
+    /// which becomes `chain` if none was.
+    fn first_chain(&mut self, index: Index, term: Term, chain: u64) -> u64 {
+        let position = index.0 as usize - 1;
+        if position == self.chains.len() {
+            self.chains.push((term, chain));
+            return chain;
+        }
+        match self.chains.get(position) {
+            Some((first_term, first)) if *first_term == term => *first,
+            // Another term at this index, or (after a violation cut a mirror's
+            // check short) an index past those recorded in order.
+            _ => *self.other_chains.entry((index, term)).or_insert(chain),
+        }
     }
 
     /// State machine safety and leader completeness for `node`, whose log
@@ -231,30 +268,6 @@ impl Invariants {
                 ));
             }
         }
-    }
-
-    /// How much of the committed log `node`'s log holds: the last index
-    /// through which the two agree, for the end-of-run check. A chain hash
-    /// stands for its whole prefix, so agreement at an index means agreement
-    /// before it, and a binary search finds the last.
-    pub(crate) fn committed_held_through(&self, node: PeerId) -> Index {
-        let Some(mirror) = self.mirrors.get(slot(node)) else {
-            return Index::ZERO;
-        };
-        let agrees = |length: usize| {
-            length == 0 || mirror.chain_at(Index(length as u64)) == Some(self.committed[length - 1])
-        };
-        // `low` agrees, `high + 1` does not (or is past the committed log).
-        let (mut low, mut high) = (0, self.committed.len());
-        while low < high {
-            let middle = low + (high - low).div_ceil(2);
-            if agrees(middle) {
-                low = middle;
-            } else {
-                high = middle - 1;
-            }
-        }
-        Index(low as u64)
     }
 }
 

@@ -139,12 +139,19 @@ pub struct Trace {
     all: Option<Vec<TraceEvent>>,
     /// Running hash after each event, for locating the first divergence.
     checkpoints: Option<Vec<u64>>,
+    /// Whether `tracing` shows events (at debug level for `quorate::sim`),
+    /// asked once when the trace starts, as the subscriber is set by then.
+    shown: bool,
+    /// Whether any of `all`, `checkpoints` or `shown` asks for more than the
+    /// hash and the tail: one test per event in place of three.
+    extras: bool,
 }
 
 impl Trace {
     /// A trace that keeps every event if `record_all`, and per-event checkpoints
     /// if `checkpoints`.
     pub fn new(record_all: bool, checkpoints: bool) -> Self {
+        let shown = tracing::enabled!(target: "quorate::sim", tracing::Level::DEBUG);
         Self {
             hasher: Fingerprint::new(0),
             events: 0,
@@ -152,13 +159,15 @@ impl Trace {
             next: 0,
             all: record_all.then(Vec::new),
             checkpoints: checkpoints.then(Vec::new),
+            shown,
+            extras: record_all || checkpoints || shown,
         }
     }
 
     /// Whether every event is shown or kept whole (recorded for replay, or
     /// `tracing` at debug level), so its text is needed now.
     pub fn wants_text(&self) -> bool {
-        self.all.is_some() || tracing::enabled!(target: "quorate::sim", tracing::Level::DEBUG)
+        self.all.is_some() || self.shown
     }
 
     /// Records an event.
@@ -188,14 +197,8 @@ impl Trace {
         if let Some(text) = text {
             self.hasher.bytes(text.as_bytes());
         }
-        if let Some(checkpoints) = &mut self.checkpoints {
-            checkpoints.push(self.hasher.value());
-        }
-        if tracing::enabled!(target: "quorate::sim", tracing::Level::DEBUG) {
-            tracing::debug!(target: "quorate::sim", time = %event.time, "{event}");
-        }
-        if let Some(all) = &mut self.all {
-            all.push(event.clone());
+        if self.extras {
+            self.record_extras(&event);
         }
         if self.tail.len() < TRACE_TAIL_EVENTS {
             self.tail.push(event);
@@ -205,6 +208,22 @@ impl Trace {
         self.next += 1;
         if self.next == TRACE_TAIL_EVENTS {
             self.next = 0;
+        }
+    }
+
+    /// What [`record`](Self::record) does for a replay or a comparison: the
+    /// checkpoint, the `tracing` line, the whole event. Out of line, as a
+    /// campaign wants none of it.
+    #[inline(never)]
+    fn record_extras(&mut self, event: &TraceEvent) {
+        if let Some(checkpoints) = &mut self.checkpoints {
+            checkpoints.push(self.hasher.value());
+        }
+        if self.shown {
+            tracing::debug!(target: "quorate::sim", time = %event.time, "{event}");
+        }
+        if let Some(all) = &mut self.all {
+            all.push(event.clone());
         }
     }
 
