@@ -48,12 +48,33 @@ impl fmt::Display for PartitionKind {
 }
 
 /// What happens to one message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Delivery {
     /// When it arrives.
     pub arrival: Instant,
     /// Whether its bytes are corrupted on the way.
     pub corrupt: bool,
+}
+
+/// The deliveries of one message: none (lost), one, or two (duplicated).
+/// Returned by value: a message has at most two, and a buffer to fill would
+/// cost a take and a put back per message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Fates {
+    count: u8,
+    deliveries: [Delivery; 2],
+}
+
+impl Fates {
+    fn push(&mut self, delivery: Delivery) {
+        self.deliveries[usize::from(self.count)] = delivery;
+        self.count += 1;
+    }
+
+    /// The deliveries, in the order drawn.
+    pub(crate) fn as_slice(&self) -> &[Delivery] {
+        &self.deliveries[..usize::from(self.count)]
+    }
 }
 
 /// One directed link's state.
@@ -126,23 +147,17 @@ impl Network {
     /// the one before it on the link.
     // Inlined into the one sender: 7 instructions fewer per event.
     #[inline(always)]
-    pub(crate) fn route(
-        &mut self,
-        from: PeerId,
-        to: PeerId,
-        now: Instant,
-        deliveries: &mut Vec<Delivery>,
-    ) {
-        deliveries.clear();
+    pub(crate) fn route(&mut self, from: PeerId, to: PeerId, now: Instant) -> Fates {
+        let mut fates = Fates::default();
         if self.blocked.contains(&(from, to)) {
-            return;
+            return fates;
         }
         let faults = self.faults;
         let (latency_min, latency_max) = (self.latency_min, self.latency_max);
         let link = self.link(from, to);
         let rng = &mut link.rng;
         if faults.loss > 0 && chance(rng, faults.loss) {
-            return;
+            return fates;
         }
         let copies = if faults.duplication > 0 && chance(rng, faults.duplication) {
             2
@@ -166,8 +181,9 @@ impl Network {
                 arrival = arrival.max(link.last_arrival);
                 link.last_arrival = arrival;
             }
-            deliveries.push(Delivery { arrival, corrupt });
+            fates.push(Delivery { arrival, corrupt });
         }
+        fates
     }
 
     /// The link `from -> to`.
@@ -327,13 +343,12 @@ mod tests {
             reordering,
             ..NetworkFaults::NONE
         });
-        let mut deliveries = Vec::new();
         (0..count)
             .map(|sent| {
                 let now = Instant::ZERO + Duration::from_micros(100 * sent);
-                network.route(PeerId(1), PeerId(2), now, &mut deliveries);
-                assert_eq!(deliveries.len(), 1, "nothing is lost");
-                deliveries[0].arrival
+                let fates = network.route(PeerId(1), PeerId(2), now);
+                assert_eq!(fates.as_slice().len(), 1, "nothing is lost");
+                fates.as_slice()[0].arrival
             })
             .collect()
     }

@@ -22,7 +22,7 @@ use super::fingerprint::Fingerprint;
 use super::history::{OperationOutcome, SimHistory};
 use super::inputs::{Input, NodeInputs, seal_lent};
 use super::invariants::Invariants;
-use super::network::{Delivery, Network};
+use super::network::Network;
 use super::queue::EventQueue;
 use super::scenario::ClientScript;
 use super::trace::{TRACE_TAIL_EVENTS, Trace, TraceEvent, What};
@@ -378,7 +378,6 @@ pub(crate) struct World<M: SimMachine> {
     pub violations: Vec<(Instant, &'static str, String)>,
     pub stats: RunStats,
     effects: Vec<Effect<M>>,
-    deliveries: Vec<Delivery>,
     /// Frame buffers of delivered messages, reused for the next sends.
     frames: Vec<Vec<u8>>,
     /// The last client requests traced without their text (see
@@ -481,7 +480,6 @@ impl<M: SimMachine> World<M> {
             violations: Vec::new(),
             stats: RunStats::default(),
             effects: Vec::new(),
-            deliveries: Vec::new(),
             frames: Vec::new(),
             recent_requests: VecDeque::with_capacity(TRACE_TAIL_EVENTS),
             inputs: None,
@@ -1103,8 +1101,8 @@ impl<M: SimMachine> World<M> {
             self.stats.messages_unbonded += 1;
             return;
         }
-        let mut deliveries = core::mem::take(&mut self.deliveries);
-        self.network.route(from, to, self.now, &mut deliveries);
+        let fates = self.network.route(from, to, self.now);
+        let deliveries = fates.as_slice();
         if !deliveries.is_empty() {
             let mut frame = self
                 .frames
@@ -1142,7 +1140,6 @@ impl<M: SimMachine> World<M> {
                 )),
             }
         }
-        self.deliveries = deliveries;
     }
 
     /// Keeps a delivered frame's buffer for a later send.
