@@ -406,3 +406,70 @@ fn a_message_storm_is_stopped_and_named() {
     // It names the link that carries most of the storm.
     assert!(report.contains(" of them on n"), "{report}");
 }
+
+/// Stderr without its colour codes.
+fn plain(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An escape sequence runs to its final letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+#[test]
+fn rust_log_debug_shows_every_trace_event_with_its_virtual_time() {
+    let args = ["replay", "--seed", "3", "--duration", "2", "--quiet", "2"];
+    let shown = Command::new(env!("CARGO_BIN_EXE_quorate"))
+        .args(args)
+        .env("RUST_LOG", "quorate=debug")
+        .output()
+        .expect("run quorate");
+    assert_eq!(shown.status.code(), Some(0), "{}", plain(&shown.stderr));
+    let report = String::from_utf8_lossy(&shown.stdout);
+    let events: usize = report
+        .split_once(" trace events")
+        .and_then(|(before, _)| before.rsplit(' ').next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no trace event count in:\n{report}"));
+    let stderr = plain(&shown.stderr);
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("quorate::sim:"))
+        .collect();
+    assert_eq!(lines.len(), events, "one line per trace event");
+    assert!(
+        lines[0].contains("role change") && lines[0].ends_with("time=0.000000s"),
+        "the first event, with its virtual time as a field: {}",
+        lines[0]
+    );
+    assert!(
+        lines.iter().any(|line| line.contains("<- n")),
+        "deliveries are shown"
+    );
+
+    let quiet = Command::new(env!("CARGO_BIN_EXE_quorate"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run quorate");
+    assert!(
+        !plain(&quiet.stderr).contains("quorate::sim:"),
+        "without RUST_LOG no trace line is shown"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&quiet.stdout),
+        report,
+        "showing the trace does not change the run"
+    );
+}
