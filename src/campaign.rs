@@ -615,6 +615,26 @@ fn format_seconds(seconds: f64) -> String {
 mod tests {
     use super::*;
 
+    /// A merge sums the seconds its shards wrote: they must read back as the
+    /// very floats written (serde_json's default parser can miss by one unit
+    /// in the last place, so a merged total differed from the shards' sum).
+    #[test]
+    fn totals_read_back_exactly_as_written() {
+        for step in 1..2_000u64 {
+            // Sums of two nanosecond-rounded durations, as busy time is.
+            let seconds = (step * 7_919) as f64 / 1e9 + (step * 104_729) as f64 / 1e9;
+            let totals = Totals {
+                busy_seconds: seconds,
+                wall_seconds: seconds * 3.0,
+                simulated_seconds: seconds / 7.0,
+                ..Totals::default()
+            };
+            let text = serde_json::to_string(&totals).unwrap();
+            let back: Totals = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, totals, "{text}");
+        }
+    }
+
     #[test]
     fn shards_parse_and_partition_a_range() {
         assert_eq!("1/4".parse::<Shard>(), Ok(Shard { index: 1, count: 4 }));
