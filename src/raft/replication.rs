@@ -329,11 +329,9 @@ where
             });
         };
         // Skip back over every entry of the conflicting term in one step.
-        let mut first = prev.index();
-        while first.prev() > self.commit_index && self.term_at(first.prev()) == Some(conflict_term)
-        {
-            first = first.prev();
-        }
+        let first = self.first_index_where(self.commit_index.next(), prev.index(), |term| {
+            term.is_some_and(|term| term >= conflict_term)
+        });
         Err(ConflictHint {
             next_index: first,
             conflict_term: Some(conflict_term),
@@ -521,25 +519,46 @@ where
 
     /// Where to resume sending after a refusal: past the leader's last entry of the
     /// follower's conflicting term if the leader has that term, else the
-    /// follower's hint.
+    /// follower's hint. By Log Matching, the follower's entries of that term
+    /// match the leader's as far as both hold them, however many there are: a
+    /// follower back from a crash with thousands of entries of an old term
+    /// resumes from the leader's last one, not from its commit index.
     fn rewind_target(&self, hint: ConflictHint) -> Index {
         let Some(conflict_term) = hint.conflict_term else {
             return hint.next_index;
         };
         let floor = self.commit_index.min(hint.next_index);
-        let mut index = self.last_log.index().min(Index(
-            hint.next_index
-                .0
-                .saturating_add(self.options.inflight_entries_max as u64),
-        ));
-        while index > floor {
-            match self.term_at(index) {
-                Some(term) if term == conflict_term => return index.next(),
-                Some(term) if term < conflict_term => break,
-                _ => index = index.prev(),
-            }
+        let after_term = self.first_index_where(floor.next(), self.last_log.index(), |term| {
+            term.is_some_and(|term| term > conflict_term)
+        });
+        let last_of_term = after_term.prev();
+        if last_of_term > floor && self.term_at(last_of_term) == Some(conflict_term) {
+            return after_term;
         }
         hint.next_index
+    }
+
+    /// The first index in `from..=to` at whose term `past` holds, or
+    /// `to.next()` if none does. `past` must hold from some index on (terms
+    /// never decrease along a log, so "later than term t" and "at least term
+    /// t" do): a binary search, a score of lookups for any log.
+    fn first_index_where(
+        &self,
+        from: Index,
+        to: Index,
+        past: impl Fn(Option<Term>) -> bool,
+    ) -> Index {
+        // The answer lies in `low..=high`.
+        let (mut low, mut high) = (from.0, to.0.saturating_add(1).max(from.0));
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if past(self.term_at(Index(middle))) {
+                high = middle;
+            } else {
+                low = middle + 1;
+            }
+        }
+        Index(low)
     }
 
     /// Commits the highest index a quorum holds, if it is of the current term

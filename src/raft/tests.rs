@@ -1013,6 +1013,71 @@ fn entries_in_flight_to<M: StateMachine>(cluster: &Cluster<M>, to: u64) -> usize
         .sum()
 }
 
+#[test]
+fn a_follower_back_with_a_long_run_of_an_old_term_is_not_sent_it_again() {
+    // Node 5 restarts (commit index 0) holding 200 committed entries of term
+    // 1 and ten uncommitted ones past them, where the leader of term 3 has
+    // entries of term 2. Refused at one of those, with term 1 and the
+    // follower's first entry of it as the hint, the leader resumes past its
+    // own last entry of term 1, however far that is (Log Matching), and so
+    // sends nothing node 5 already holds. It used to look only one window
+    // (16 entries) past the hint, and resent the 184 beyond it.
+    let options = NodeOptions {
+        append_entries_max: 4,
+        inflight_entries_max: 16,
+        ..NodeOptions::default()
+    };
+    let mut cluster = Cluster::with(5, options, |_| Recorder::default());
+    cluster.campaign(1);
+    for value in 0..200 {
+        cluster.propose(1, value);
+    }
+    cluster.deliver_all();
+    cluster.heartbeat();
+    assert_eq!(cluster.status(5).commit_index, Index(201));
+    // Node 1's next entries reach node 5 alone, and stay uncommitted.
+    for other in 2..=4 {
+        cluster.cut.insert((PeerId(1), PeerId(other)));
+    }
+    for value in 1_000..1_010 {
+        cluster.propose(1, value);
+    }
+    cluster.deliver_all();
+    assert_eq!(cluster.log_terms(5).len(), 211);
+    cluster.crash(1);
+    cluster.crash(5);
+    cluster.heal();
+    cluster.isolate(5);
+    // Terms 2 and 3 write over those ten entries, without node 5.
+    for (leader, values) in [(2, 2_000..2_010), (3, 3_000..3_001)] {
+        if leader == 3 {
+            cluster.crash(2);
+            cluster.restart(2);
+        }
+        cluster.wait_out_leases();
+        cluster.campaign(leader);
+        assert_eq!(cluster.status(leader).role, Role::Leader);
+        for value in values {
+            cluster.propose(leader, value);
+        }
+        cluster.deliver_all();
+        cluster.heartbeat();
+    }
+    assert_eq!(cluster.log_terms(3)[201..212], [2; 11]);
+    cluster.restart(5);
+    assert_eq!(cluster.status(5).commit_index, Index(0));
+    cluster.heal();
+    for _ in 0..5 {
+        cluster.heartbeat();
+    }
+    assert_eq!(cluster.log_terms(5), cluster.log_terms(3));
+    let received = cluster.node(5).entries_received();
+    assert_eq!(
+        received.already_held, 0,
+        "entries node 5 held were sent again: {received:?}"
+    );
+}
+
 /// A 3-node cluster led by node 1, which sends batches of 4 entries in a
 /// window of 64.
 fn elected_with_small_batches() -> Cluster<Recorder> {
