@@ -541,7 +541,8 @@ where
     /// The first index in `from..=to` at whose term `past` holds, or
     /// `to.next()` if none does. `past` must hold from some index on (terms
     /// never decrease along a log, so "later than term t" and "at least term
-    /// t" do): a binary search, a score of lookups for any log.
+    /// t" do): a binary search, twenty lookups for a million entries where
+    /// a walk took one per entry.
     fn first_index_where(
         &self,
         from: Index,
