@@ -455,3 +455,62 @@ fn rust_log_debug_shows_every_trace_event_with_its_virtual_time() {
         "showing the trace does not change the run"
     );
 }
+
+/// The numbers of `replay`'s traffic line: sent, delivered, rejected, entries
+/// received, and the percentage of those resent in vain.
+fn traffic_of(report: &str) -> (u64, u64, u64, u64, f64) {
+    let line = report
+        .lines()
+        .find(|line| line.starts_with("traffic: "))
+        .unwrap_or_else(|| panic!("no traffic line in the report:\n{report}"));
+    let numbers: Vec<f64> = line
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter_map(|word| word.trim_end_matches('.').parse().ok())
+        .collect();
+    let [sent, delivered, rejected, received, vain] = numbers[..] else {
+        panic!("five numbers expected in {line:?}");
+    };
+    (
+        sent as u64,
+        delivered as u64,
+        rejected as u64,
+        received as u64,
+        vain,
+    )
+}
+
+/// `replay` tells the run's traffic. Without faults, every entry a follower
+/// receives is new to it and no frame is rejected; with network faults,
+/// corrupted frames are rejected by the codec and reordered batches make a
+/// leader resend some entries.
+#[test]
+fn replay_tells_the_traffic_and_the_entries_resent_in_vain() {
+    let run = |faults: &str| {
+        let (status, report) = report_of(&[
+            "replay",
+            "--brief",
+            "--seed",
+            "3",
+            "--duration",
+            "5",
+            "--faults",
+            faults,
+        ]);
+        assert_eq!(status, Some(0), "{report}");
+        traffic_of(&report)
+    };
+    let (sent, delivered, rejected, received, vain) = run("none");
+    assert!(
+        sent > 0 && delivered <= sent && received > 0,
+        "{sent} {delivered} {received}"
+    );
+    assert_eq!((rejected, vain), (0, 0.0));
+
+    let (sent, delivered, rejected, received, vain) = run("network");
+    assert!(
+        delivered < sent && received > 0,
+        "{sent} {delivered} {received}"
+    );
+    assert!(rejected > 0, "seed 3 with network faults corrupts frames");
+    assert!(vain > 0.0 && vain < 50.0, "{vain}% resent in vain");
+}

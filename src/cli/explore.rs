@@ -19,7 +19,8 @@
 //! passes then and stuck if not. Threads, shards and summaries live in
 //! [`crate::campaign`].
 //!
-//! `replay` runs one seed and prints its readable trace and trace hash; exit
+//! `replay` runs one seed and prints its readable trace, trace hash and traffic
+//! (messages sent, delivered and rejected, log entries resent in vain); exit
 //! status 1 if a check fails. `--history FILE` writes its client history as
 //! Jepsen EDN. `RUST_LOG=quorate=debug` also shows the trace
 //! through `tracing`, with the virtual time as a field.
@@ -611,6 +612,16 @@ pub fn run_replay(args: &ReplayArgs, out: &mut dyn Write) -> i32 {
         report.operations.0,
         report.operations.1,
         report.faults
+    );
+    let stats = &report.stats;
+    let _ = writeln!(
+        out,
+        "traffic: {} messages sent, {} delivered, {} rejected by the codec; {} log entries received, {:.1}% of them already held (resent in vain)",
+        stats.messages_sent,
+        stats.messages_delivered,
+        stats.messages_rejected,
+        stats.entries_received.total,
+        stats.entries_already_held_percent()
     );
     if report.passed() {
         match &report.linearizability_unknown {
