@@ -848,3 +848,97 @@ proptest! {
         }
     }
 }
+
+/// Whether `history` is linearizable, by trying every order: the oracle the
+/// search is held to. An operation may go next if it was called no later than
+/// every unplaced operation that returned has returned; indeterminate ones may
+/// go anywhere after their call, or never. Exponential: for a handful of
+/// operations only.
+fn linearizable_by_brute_force<M: super::model::Model>(
+    model: &M,
+    history: &History<M::Input, M::Output>,
+) -> bool {
+    fn place<M: super::model::Model>(
+        model: &M,
+        operations: &[&Operation<M::Input, M::Output>],
+        placed: &mut Vec<bool>,
+        state: &M::State,
+    ) -> bool {
+        let earliest_return = (0..operations.len())
+            .filter(|&index| !placed[index])
+            .filter_map(|index| match operations[index].outcome {
+                Outcome::Returned { time, .. } => Some(time),
+                _ => None,
+            })
+            .min();
+        let Some(earliest_return) = earliest_return else {
+            // Every operation that returned is placed.
+            return true;
+        };
+        for index in 0..operations.len() {
+            let operation = operations[index];
+            if placed[index] || operation.call > earliest_return {
+                continue;
+            }
+            let Some(next) = model.step(state, &operation.input, operation.outcome.output()) else {
+                continue;
+            };
+            placed[index] = true;
+            let found = place(model, operations, placed, &next);
+            placed[index] = false;
+            if found {
+                return true;
+            }
+        }
+        false
+    }
+    let operations: Vec<_> = history
+        .operations
+        .iter()
+        .filter(|operation| !matches!(operation.outcome, Outcome::Failed { .. }))
+        .collect();
+    let mut placed = vec![false; operations.len()];
+    place(model, &operations, &mut placed, &model.init())
+}
+
+/// A kv history like [`random_kv_history`]'s over two keys, where a put or
+/// append may also be indeterminate (its return never seen).
+fn random_kv_history_with_unknowns(
+    operations: &[(u8, u8, u8, u64, u64, bool)],
+) -> (Kv, History<KvInput, KvOutput>) {
+    let plain: Vec<_> = operations
+        .iter()
+        .map(|&(key, kind, value, call, duration, _)| (key % 2, kind, value, call, duration))
+        .collect();
+    let (model, mut history) = random_kv_history(&plain);
+    for (operation, &(.., unknown)) in history.operations.iter_mut().zip(operations) {
+        if unknown && operation.input.action != KvAction::Get {
+            operation.outcome = Outcome::Indeterminate { time: None };
+        }
+    }
+    (model, history)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The search's verdict is the brute force's, on small kv histories with
+    /// overlapping, indeterminate and conflicting operations, partitioned by
+    /// key or not.
+    #[test]
+    fn the_search_agrees_with_brute_force(
+        operations in prop::collection::vec((0u8..2, 0u8..3, 0u8..3, 0u64..30, 0u64..15, prop::bool::weighted(0.3)), 0..8),
+        partition in any::<bool>(),
+    ) {
+        let (model, history) = random_kv_history_with_unknowns(&operations);
+        let expected = linearizable_by_brute_force(&model, &history);
+        let options = CheckOptions { partition, ..CheckOptions::default() };
+        let report = check(&model, &history, &options, &|| false);
+        let found = match report.verdict {
+            Verdict::Linearizable => true,
+            Verdict::NotLinearizable { .. } => false,
+            Verdict::Unknown { .. } => return Err(TestCaseError::fail("undecided")),
+        };
+        prop_assert_eq!(found, expected, "{:#?}", history);
+    }
+}
