@@ -93,6 +93,25 @@ pub trait Model {
         self.is_read_only(input)
     }
 
+    /// Whether an indeterminate operation with `input` may be left out of the
+    /// search: whether, wherever it took effect, no output in `returned`
+    /// (the inputs and outputs of its part's operations that returned) could
+    /// differ. Then a linearization with it exists if and only if one without
+    /// it does (and it can go last, as it never returned, so
+    /// [`step`](Model::step) with no output must accept it in every state).
+    /// Dropping an operation that never took effect spares the search from
+    /// trying it at every later step, where a history with many of them
+    /// (writes cut off by crashes) grows past any cache. A wrong `true` can
+    /// hide a violation; the default is `false`.
+    fn unobservable(
+        &self,
+        input: &Self::Input,
+        returned: &[(&Self::Input, &Self::Output)],
+    ) -> bool {
+        let _ = (input, returned);
+        false
+    }
+
     /// Roughly how many bytes `state` takes, with what it owns on the heap:
     /// the search keeps at most
     /// [`SearchOptions::state_bytes_max`](super::SearchOptions::state_bytes_max)

@@ -463,6 +463,23 @@ impl Model for Kv {
         Rc::new([])
     }
 
+    /// A put or append of a value that no get of its key returned as part of
+    /// what it read. Wherever such an operation took effect, every get after
+    /// it, up to the next put of the key, reads a value holding its string
+    /// (appends only lengthen a value), so no get can have come in that
+    /// stretch: leaving it out changes no output.
+    fn unobservable(&self, input: &KvInput, returned: &[(&KvInput, &KvOutput)]) -> bool {
+        let (KvAction::Put(value) | KvAction::Append(value)) = &input.action else {
+            return false;
+        };
+        !value.is_empty()
+            && (input.key as usize) < self.keys.len()
+            && returned.iter().all(|(other, output)| {
+                other.key != input.key
+                    || !matches!(output, KvOutput::Value(read) if read.as_str().contains(value.as_str()))
+            })
+    }
+
     fn step(&self, state: &KvState, input: &KvInput, output: Option<&KvOutput>) -> Option<KvState> {
         if input.key as usize >= self.keys.len() {
             return None;

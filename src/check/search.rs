@@ -127,9 +127,10 @@ impl core::fmt::Display for UnknownReason {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PartitionOutcome {
     /// The partition is linearizable; `order` is one linearization of the
-    /// operations the search kept (definite failures and indeterminate
-    /// read-only operations are dropped; indeterminate operations placed at
-    /// the end of `order` may as well never have happened).
+    /// operations the search kept (definite failures, indeterminate
+    /// read-only operations and indeterminate operations no output could
+    /// show are dropped; indeterminate operations placed at the end of
+    /// `order` may as well never have happened).
     Linearizable {
         /// A valid linearization order.
         order: Vec<usize>,
@@ -428,13 +429,30 @@ impl Entries {
     }
 }
 
-/// Which operations of `ops` the search must place: definite failures and
-/// indeterminate read-only operations are dropped.
+/// Which operations of `ops` the search must place: definite failures,
+/// indeterminate read-only operations and indeterminate operations no output
+/// could show ([`Model::unobservable`]) are dropped.
 pub fn kept_operations<M: Model>(
     model: &M,
     history: &History<M::Input, M::Output>,
     ops: &[usize],
 ) -> Vec<usize> {
+    let operations = || {
+        ops.iter()
+            .filter_map(|&index| history.operations.get(index))
+    };
+    let returned: Vec<(&M::Input, &M::Output)> = if operations()
+        .any(|operation| matches!(operation.outcome, Outcome::Indeterminate { .. }))
+    {
+        operations()
+            .filter_map(|operation| match &operation.outcome {
+                Outcome::Returned { output, .. } => Some((&operation.input, output)),
+                _ => None,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     ops.iter()
         .copied()
         .filter(|&index| match history.operations.get(index) {
@@ -442,7 +460,10 @@ pub fn kept_operations<M: Model>(
             Some(operation) => match &operation.outcome {
                 Outcome::Returned { .. } => true,
                 Outcome::Failed { .. } => false,
-                Outcome::Indeterminate { .. } => !model.is_read_only(&operation.input),
+                Outcome::Indeterminate { .. } => {
+                    !model.is_read_only(&operation.input)
+                        && !model.unobservable(&operation.input, &returned)
+                }
             },
         })
         .collect()

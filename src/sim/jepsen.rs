@@ -127,6 +127,18 @@ pub fn register_edn(history: &CheckedHistory<Register>) -> Option<String> {
 
 /// A key-value history as Porcupine/Jepsen kv events.
 pub fn kv_edn(history: &CheckedHistory<KvStore>) -> Option<String> {
+    let (model, mapped) = kv_history(history)?;
+    Some(to_edn(&model, &mapped))
+}
+
+/// A key-value history in the terms of the [`Kv`] model (get, put and append,
+/// keys numbered in order of first use), with the model; `None` if an
+/// operation is neither. The model partitions by key, counts its states'
+/// strings and leaves out puts and appends cut off before any get saw them,
+/// so it decides histories with many indeterminate writes that the generic
+/// [`StateMachineModel`](crate::check::models::StateMachineModel) of the
+/// store cannot.
+pub fn kv_history(history: &CheckedHistory<KvStore>) -> Option<(Kv, History<KvInput, KvOutput>)> {
     let mut keys: Vec<String> = Vec::new();
     let mut key_number = |key: &str| -> Option<u32> {
         let position = match keys.iter().position(|known| known == key) {
@@ -169,5 +181,5 @@ pub fn kv_edn(history: &CheckedHistory<KvStore>) -> Option<String> {
             output,
         ))
     })?;
-    Some(to_edn(&Kv::new(keys), &mapped))
+    Some((Kv::new(keys), mapped))
 }
