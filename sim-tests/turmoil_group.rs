@@ -14,13 +14,14 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use quorate::check::history::{History, Operation, Outcome};
-use quorate::check::models::{MachineInput, MachineOutput, StateMachineModel};
+use quorate::check::models::{MachineInput, MachineOutput};
 use quorate::check::{CheckOptions, Verdict, check};
 use quorate::env::{Entropy, derive_entropy, uniform_duration, uniform_u64};
 use quorate::examples::{KvCmd, KvQuery, KvStore};
 use quorate::log::CrashOutcome;
 use quorate::raft::{EntryOf, GroupConfig, NodeOptions, Role};
 use quorate::runtime::{Backoff, Group, GroupError, RuntimeConfig, SharedLogStore, Transport};
+use quorate::sim::jepsen::kv_history;
 use quorate::sim::runner::seeds_from_env;
 use quorate::{Consistency, GroupKey, PeerId};
 
@@ -373,7 +374,7 @@ fn run(seed: u64, scenario: Scenario) -> RunOutcome {
     }
     let simulated_at = std::time::Instant::now();
     let history = history.take();
-    let verdict = check_per_key(&history);
+    let verdict = check_kv(&history);
     eprintln!(
         "seed {seed}: simulated {:?} in {:?}, checked in {:?}",
         sim.elapsed(),
@@ -389,24 +390,13 @@ fn run(seed: u64, scenario: Scenario) -> RunOutcome {
     }
 }
 
-/// Checks each key's operations on their own (every operation touches one
-/// key, so the history is linearizable iff each key's is); the first verdict
-/// that is not `Linearizable`.
-fn check_per_key(history: &KvHistory) -> Verdict {
-    let mut by_key: BTreeMap<&str, KvHistory> = BTreeMap::new();
-    for operation in &history.operations {
-        let key = match &operation.input {
-            MachineInput::Command(command) => command.key(),
-            MachineInput::Query(query) => query.key().unwrap_or_default(),
-        };
-        by_key.entry(key).or_default().push(operation.clone());
-    }
-    let model = StateMachineModel::new(KvStore::default());
-    by_key
-        .values()
-        .map(|part| check(&model, part, &CheckOptions::default(), &|| false).verdict)
-        .find(|verdict| *verdict != Verdict::Linearizable)
-        .unwrap_or(Verdict::Linearizable)
+/// Checks the history against the kv model, which checks each key's
+/// operations on their own (every operation touches one key, so the history
+/// is linearizable iff each key's is) and leaves out the writes cut off by a
+/// crash that no read saw.
+fn check_kv(history: &KvHistory) -> Verdict {
+    let (model, history) = kv_history(history).expect("only gets, puts and appends");
+    check(&model, &history, &CheckOptions::default(), &|| false).verdict
 }
 
 fn replay_line(seed: u64, test: &str) -> String {
