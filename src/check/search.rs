@@ -58,8 +58,9 @@
 //! model counts them for the byte bound. `StateMachineModel` cannot see its
 //! machine's heap and counts the value alone, so only the entry bound holds
 //! it: under the default, a madsim history of 140 appends and reads on one
-//! key, a few of them indeterminate, filled over 20 GiB, and
-//! `sim-tests/madsim_group.rs` sets 2^18 entries for it.
+//! key, a few of them indeterminate, filled over 20 GiB. (The kv model
+//! decides that history at once: it leaves out the appends no read saw, see
+//! [`Model::unobservable`].)
 
 use core::hash::{Hash, Hasher};
 
