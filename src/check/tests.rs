@@ -915,12 +915,13 @@ fn random_kv_history_with_unknowns(
     for (operation, &(_, _, value, _, _, unknown)) in history.operations.iter_mut().zip(operations)
     {
         match &mut operation.outcome {
-            Outcome::Returned { output, .. } if operation.input.action == KvAction::Get => {
-                if value >= 3 {
-                    let read = ["01", "12", ""][usize::from(value - 3)];
-                    *output = KvOutput::Value(KvText::new(read));
-                }
+            Outcome::Returned { output, .. }
+                if operation.input.action == KvAction::Get && value >= 3 =>
+            {
+                let read = ["01", "12", ""][usize::from(value - 3)];
+                *output = KvOutput::Value(KvText::new(read));
             }
+            Outcome::Returned { .. } if operation.input.action == KvAction::Get => {}
             _ if unknown => operation.outcome = Outcome::Indeterminate { time: None },
             _ => {}
         }
