@@ -453,6 +453,15 @@ fn five_nodes_linearizable_under_partitions_holds_and_crashes() {
     );
 }
 
+/// Two runs of a seed in one process give the same history.
+///
+/// A known gap, not yet explained: with `QUORATE_SEED=1185`, the second of
+/// three runs in one process differs from the first and third (which a fresh
+/// process reproduces every time). It is not tokio's RNG: a
+/// `--cfg tokio_unstable` build, where turmoil seeds it, differs alike. The
+/// histories part where a client's append, retried across node3's restart,
+/// completes 2 ms apart; a `Group` whose retry pause only sleeps (no early
+/// wake when a leader is found) replays all three alike.
 #[test]
 fn the_same_seed_gives_the_same_history_twice() {
     let scenario = Scenario {
