@@ -461,7 +461,7 @@ fn five_nodes_linearizable_under_partitions_holds_and_crashes() {
 /// `--cfg tokio_unstable` build, where turmoil seeds it, differs alike. The
 /// first difference is in the network: after node3 crashes (2.691 s), node1's
 /// pre-vote to node2 at 2.921 s is answered in 4 ms in one run and 3 ms in
-/// the other, with the same events before it at the same times. (A `Group`
+/// the other, every node timer and status change before it alike. (A `Group`
 /// whose retry pause only sleeps, waking on no leader change, changes the
 /// traffic and happens to replay all three alike.)
 #[test]
