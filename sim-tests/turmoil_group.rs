@@ -453,17 +453,56 @@ fn five_nodes_linearizable_under_partitions_holds_and_crashes() {
     );
 }
 
-/// Two runs of a seed in one process give the same history.
+/// The id tokio will give the next task. Task ids come from one counter for
+/// the whole process.
+fn next_task_id() -> u64 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let probe = runtime.block_on(async {
+        tokio::spawn(async { tokio::task::id() })
+            .await
+            .expect("the probe task ends")
+    });
+    probe
+        .to_string()
+        .parse::<u64>()
+        .expect("a task id is a number")
+        + 1
+}
+
+/// How many task ids [`align_task_ids`] keeps the same, modulo: a power of
+/// two above the shard count of a current-thread runtime's task list (4).
+const TASK_ID_PERIOD: u64 = 64;
+
+/// Spawns throwaway tasks until tokio's next task id is `target` modulo
+/// [`TASK_ID_PERIOD`].
 ///
-/// A known gap, not yet explained: with `QUORATE_SEED=1185`, the second of
-/// three runs in one process differs from the first and third (which a fresh
-/// process reproduces every time). It is not tokio's RNG: a
-/// `--cfg tokio_unstable` build, where turmoil seeds it, differs alike. The
-/// first difference is in the network: after node3 crashes (2.691 s), node1's
-/// pre-vote to node2 at 2.921 s is answered in 4 ms in one run and 3 ms in
-/// the other, every node timer and status change before it alike. (A `Group`
-/// whose retry pause only sleeps, waking on no leader change, changes the
-/// traffic and happens to replay all three alike.)
+/// Why: turmoil crashes a host by dropping its tokio runtime, which shuts
+/// the host's tasks down shard by shard, each task in the shard its id
+/// picks. So the order in which a crashed node's sockets close, and with it
+/// the order of turmoil's draws of link latency after the crash, depends on
+/// how many tasks the process spawned before the run. Seed 1185 showed it:
+/// its second run in one process differed from the first, and spawning one
+/// to three tasks between the runs made them agree. A fresh process always
+/// starts the counter alike, so `QUORATE_SEED=n` replays exactly; two runs in
+/// one process are made to start alike too.
+fn align_task_ids(target: u64) {
+    // The probe takes an id; `next` is the one after it.
+    let next = next_task_id();
+    let missing = (target + TASK_ID_PERIOD - next % TASK_ID_PERIOD) % TASK_ID_PERIOD;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        for _ in 0..missing {
+            tokio::spawn(async {}).await.expect("a throwaway task ends");
+        }
+    });
+}
+
+/// Two runs of a seed in one process give the same history, once tokio's
+/// task ids start alike (see [`align_task_ids`]).
 #[test]
 fn the_same_seed_gives_the_same_history_twice() {
     let scenario = Scenario {
@@ -473,7 +512,9 @@ fn the_same_seed_gives_the_same_history_twice() {
         faults: true,
     };
     for seed in seeds_from_env(7..8) {
+        let start = next_task_id() % TASK_ID_PERIOD;
         let first = run(seed, scenario);
+        align_task_ids(start);
         let second = run(seed, scenario);
         println!("seed {seed}: {}", first.summary());
         assert_eq!(

@@ -32,6 +32,15 @@
 //!   runtime iterates only `BTreeMap`s and `Vec`s.
 //! * **Real time.** `std::time::Instant::now` and `SystemTime::now` are not
 //!   virtual under turmoil; the runtime reads time only through `tokio::time`.
+//! * **tokio's task ids.** turmoil crashes a host by dropping its runtime,
+//!   which shuts the host's tasks down shard by shard, a task's shard picked
+//!   by its id, and ids come from one counter for the whole process. The
+//!   order in which a crashed node's sockets close, and so turmoil's draws of
+//!   link latency after the crash, depend on how many tasks the process
+//!   spawned before: two runs of a seed in one process agree only if they
+//!   start at the same task id modulo the shard count (4 for a current-thread
+//!   runtime). A fresh process always does; `sim-tests/turmoil_group.rs`
+//!   aligns its second run with throwaway tasks.
 //! * **Real I/O.** A `FileLogStore` touches the real disk; turmoil tests use
 //!   [`InMemoryLogStore`](crate::log::InMemoryLogStore) kept across a host's
 //!   incarnations, crashed with [`CrashOutcome`](crate::log::CrashOutcome).
