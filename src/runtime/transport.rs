@@ -40,7 +40,8 @@
 //!   spawned before: two runs of a seed in one process agree only if they
 //!   start at the same task id modulo the shard count (4 for a current-thread
 //!   runtime). A fresh process always does; `sim-tests/turmoil_group.rs`
-//!   aligns its second run with throwaway tasks.
+//!   aligns its second run with throwaway tasks, and runs its tests one at
+//!   a time so that no other test spawns tasks meanwhile.
 //! * **Real I/O.** A `FileLogStore` touches the real disk; turmoil tests use
 //!   [`InMemoryLogStore`](crate::log::InMemoryLogStore) kept across a host's
 //!   incarnations, crashed with [`CrashOutcome`](crate::log::CrashOutcome).
