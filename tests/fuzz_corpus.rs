@@ -15,8 +15,8 @@ use quorate::codec;
 use quorate::examples::{CounterCmd, KvCmd, RegisterCmd};
 use quorate::fuzz_targets::TARGETS;
 use quorate::raft::{
-    ClientId, CommandEntry, ConflictHint, LogEntry, Message, Proposal, ProposalId, ProposeError,
-    QueryError,
+    ClientId, CommandEntry, ConflictHint, LogEntry, Message, MessageKind, Proposal, ProposalId,
+    ProposeError, QueryError,
 };
 use quorate::{Cursor, GroupIdInput, GroupIdInputs, GroupKey, Index, PeerId, Term, UniqueId};
 
@@ -363,4 +363,25 @@ fn write_seed_corpus() {
     write("broken-hostile-length", &hostile);
     write("broken-unknown-variant", &[0x2a, 0, 0, 0]);
     write("broken-empty", &[]);
+}
+
+/// `MessageKind::ALL` lists one kind per variant of `Message`, in order, each
+/// named as its variant: what the trace hash and the trace's text rely on.
+#[test]
+fn message_kinds_follow_the_message_variants() {
+    // Some variants come more than once (with and without entries, say).
+    let mut kinds: Vec<MessageKind> = every_message(&[1u64, 2])
+        .iter()
+        .map(|(_, message)| message.kind())
+        .collect();
+    kinds.dedup();
+    assert_eq!(kinds, MessageKind::ALL);
+    for (_, message) in every_message(&[1u64]) {
+        let debug = format!("{message:?}");
+        assert!(
+            debug.starts_with(message.name()),
+            "{} names {debug}",
+            message.name()
+        );
+    }
 }

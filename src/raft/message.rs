@@ -133,24 +133,105 @@ pub enum Message<C> {
     },
 }
 
+/// A message's kind, without its fields: what a trace names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum MessageKind {
+    /// [`Message::PreVote`].
+    PreVote = 1,
+    /// [`Message::PreVoteResponse`].
+    PreVoteResponse,
+    /// [`Message::RequestVote`].
+    RequestVote,
+    /// [`Message::RequestVoteResponse`].
+    RequestVoteResponse,
+    /// [`Message::AppendEntries`].
+    AppendEntries,
+    /// [`Message::AppendEntriesResponse`].
+    AppendEntriesResponse,
+    /// [`Message::CatchUp`].
+    CatchUp,
+    /// [`Message::FetchEntries`].
+    FetchEntries,
+    /// [`Message::FetchedEntries`].
+    FetchedEntries,
+    /// [`Message::Propose`].
+    Propose,
+    /// [`Message::ProposeResponse`].
+    ProposeResponse,
+    /// [`Message::ReadIndex`].
+    ReadIndex,
+    /// [`Message::ReadIndexResponse`].
+    ReadIndexResponse,
+}
+
+impl MessageKind {
+    /// Every kind, in the order of [`Message`]'s variants.
+    pub const ALL: [Self; 13] = [
+        Self::PreVote,
+        Self::PreVoteResponse,
+        Self::RequestVote,
+        Self::RequestVoteResponse,
+        Self::AppendEntries,
+        Self::AppendEntriesResponse,
+        Self::CatchUp,
+        Self::FetchEntries,
+        Self::FetchedEntries,
+        Self::Propose,
+        Self::ProposeResponse,
+        Self::ReadIndex,
+        Self::ReadIndexResponse,
+    ];
+
+    /// The kind's name, as the variant of [`Message`] is spelled.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PreVote => "PreVote",
+            Self::PreVoteResponse => "PreVoteResponse",
+            Self::RequestVote => "RequestVote",
+            Self::RequestVoteResponse => "RequestVoteResponse",
+            Self::AppendEntries => "AppendEntries",
+            Self::AppendEntriesResponse => "AppendEntriesResponse",
+            Self::CatchUp => "CatchUp",
+            Self::FetchEntries => "FetchEntries",
+            Self::FetchedEntries => "FetchedEntries",
+            Self::Propose => "Propose",
+            Self::ProposeResponse => "ProposeResponse",
+            Self::ReadIndex => "ReadIndex",
+            Self::ReadIndexResponse => "ReadIndexResponse",
+        }
+    }
+}
+
+impl core::fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl<C> Message<C> {
+    /// The message's kind.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Self::PreVote { .. } => MessageKind::PreVote,
+            Self::PreVoteResponse { .. } => MessageKind::PreVoteResponse,
+            Self::RequestVote { .. } => MessageKind::RequestVote,
+            Self::RequestVoteResponse { .. } => MessageKind::RequestVoteResponse,
+            Self::AppendEntries { .. } => MessageKind::AppendEntries,
+            Self::AppendEntriesResponse { .. } => MessageKind::AppendEntriesResponse,
+            Self::CatchUp { .. } => MessageKind::CatchUp,
+            Self::FetchEntries { .. } => MessageKind::FetchEntries,
+            Self::FetchedEntries { .. } => MessageKind::FetchedEntries,
+            Self::Propose { .. } => MessageKind::Propose,
+            Self::ProposeResponse { .. } => MessageKind::ProposeResponse,
+            Self::ReadIndex { .. } => MessageKind::ReadIndex,
+            Self::ReadIndexResponse { .. } => MessageKind::ReadIndexResponse,
+        }
+    }
+
     /// The message's name, for traces.
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::PreVote { .. } => "PreVote",
-            Self::PreVoteResponse { .. } => "PreVoteResponse",
-            Self::RequestVote { .. } => "RequestVote",
-            Self::RequestVoteResponse { .. } => "RequestVoteResponse",
-            Self::AppendEntries { .. } => "AppendEntries",
-            Self::AppendEntriesResponse { .. } => "AppendEntriesResponse",
-            Self::CatchUp { .. } => "CatchUp",
-            Self::FetchEntries { .. } => "FetchEntries",
-            Self::FetchedEntries { .. } => "FetchedEntries",
-            Self::Propose { .. } => "Propose",
-            Self::ProposeResponse { .. } => "ProposeResponse",
-            Self::ReadIndex { .. } => "ReadIndex",
-            Self::ReadIndexResponse { .. } => "ReadIndexResponse",
-        }
+        self.kind().name()
     }
 
     /// The term the message carries, for messages that are part of the term

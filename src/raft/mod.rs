@@ -57,7 +57,7 @@ mod tests;
 pub use config::{ConfigError, GroupConfig, NodeOptions, SESSIONS_MAX_DEFAULT};
 pub use entry::{ClientId, CommandEntry, LogEntry, Proposal, ProposalId};
 pub use lent::{AppendHeader, LentAppendEntries};
-pub use message::{ConflictHint, Message, ReadId};
+pub use message::{ConflictHint, Message, MessageKind, ReadId};
 pub use node::{EntriesReceived, EntryOf, Node, Role, Status};
 pub use outcome::{
     Consistency, Effect, ProposalOutcome, ProposeError, QueryAnswer, QueryError, QueryId,

@@ -451,7 +451,7 @@ fn event_row(event: &TraceEvent, strings: &mut Strings) -> Vec<u64> {
             message,
             sent,
         } => row.extend([
-            strings.intern(message),
+            strings.intern(message.name()),
             from.0,
             time.saturating_sub(micros(*sent)),
         ]),

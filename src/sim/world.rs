@@ -856,7 +856,7 @@ impl<M: SimMachine> World<M> {
                 });
                 let what = What::Received {
                     from,
-                    message: message.name(),
+                    message: message.kind(),
                     sent,
                 };
                 self.step_node(position, Some(what), |node, now| {
