@@ -39,9 +39,10 @@
 //!   link latency after the crash, depend on how many tasks the process
 //!   spawned before: two runs of a seed in one process agree only if they
 //!   start at the same task id modulo the shard count (4 for a current-thread
-//!   runtime). A fresh process always does; `sim-tests/turmoil_group.rs`
-//!   aligns its second run with throwaway tasks, and runs its tests one at
-//!   a time so that no other test spawns tasks meanwhile.
+//!   runtime). A fresh process always does; a harness that runs several
+//!   simulations in one process calls [`align_tokio_task_ids`] before each
+//!   (as `sim-tests/turmoil_group.rs` does), with no other thread spawning
+//!   tasks meanwhile.
 //! * **Real I/O.** A `FileLogStore` touches the real disk; turmoil tests use
 //!   [`InMemoryLogStore`](crate::log::InMemoryLogStore) kept across a host's
 //!   incarnations, crashed with [`CrashOutcome`](crate::log::CrashOutcome).
@@ -186,6 +187,54 @@ impl From<turmoil::net::TcpListener> for Listener {
     fn from(listener: turmoil::net::TcpListener) -> Self {
         Self::Turmoil(listener)
     }
+}
+
+/// How many task ids [`align_tokio_task_ids`] keeps the same, modulo: a
+/// power of two above the shard count of a current-thread runtime's task
+/// list (4).
+#[cfg(feature = "turmoil")]
+pub const TASK_ID_PERIOD: u64 = 64;
+
+/// Spawns throwaway tokio tasks until the process's next task id is a
+/// multiple of [`TASK_ID_PERIOD`], and returns how many it spawned.
+///
+/// For a harness that runs several turmoil simulations in one process: call
+/// it before each (outside any runtime), so that each starts at the same task
+/// id modulo the shard count, and crashed hosts shut their tasks down in the
+/// same order (see the module's notes). Holds only while no other thread
+/// spawns tokio tasks. A fresh process needs none of it.
+///
+/// # Errors
+///
+/// If tokio's task ids do not print as numbers (a tokio that changed how
+/// [`tokio::task::Id`] displays): nothing is then aligned.
+///
+/// # Panics
+///
+/// If called inside a tokio runtime (it runs one of its own).
+#[cfg(feature = "turmoil")]
+pub fn align_tokio_task_ids() -> Result<u64, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|error| format!("no tokio runtime to align task ids with: {error}"))?;
+    runtime.block_on(async {
+        // The probe takes an id; the next task takes the one after it.
+        let probe = tokio::spawn(async { tokio::task::id() })
+            .await
+            .map_err(|error| format!("the probe task failed: {error}"))?;
+        let id: u64 = probe
+            .to_string()
+            .parse()
+            .map_err(|_| format!("tokio's task id {probe} is not a number"))?;
+        let next = id + 1;
+        let missing = (TASK_ID_PERIOD - next % TASK_ID_PERIOD) % TASK_ID_PERIOD;
+        for _ in 0..missing {
+            tokio::spawn(async {})
+                .await
+                .map_err(|error| format!("a throwaway task failed: {error}"))?;
+        }
+        Ok(missing)
+    })
 }
 
 /// A connected byte stream, already split so reading and writing can move to
