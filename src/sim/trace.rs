@@ -83,8 +83,8 @@ impl What {
     /// fault or note.
     fn words(&self) -> (u64, u64, u64, &'static str, Option<&str>) {
         match self {
-            // The kind as a number: its name's bytes cost 24 instructions
-            // an event (most events are deliveries).
+            // The kind as a number: folding in its name's bytes cost 12
+            // instructions more an event (most events are deliveries).
             Self::Received { from, message, .. } => (1, from.0, *message as u64, "", None),
             Self::Rejected { from, reason } => (2, from.0, 0, reason, None),
             Self::Timer(kind) => (3, kind.slot() as u64, 0, "", None),
