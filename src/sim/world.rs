@@ -1173,6 +1173,7 @@ impl<M: SimMachine> World<M> {
     }
 
     /// Records what happened at a node whose `status` the caller has at hand.
+    #[inline(always)]
     fn record_at(&mut self, status: &Status, what: What) {
         self.trace.record(TraceEvent {
             time: self.now,
