@@ -14,6 +14,10 @@ use crate::raft::{MessageKind, Role};
 /// How many trace events a failure report shows.
 pub const TRACE_TAIL_EVENTS: usize = 40;
 
+/// Slots in the ring that keeps the last events: a power of two, so that an
+/// event's slot is its number masked, with no bounds check and no wrap test.
+const RING: usize = TRACE_TAIL_EVENTS.next_power_of_two();
+
 /// One trace event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceEvent {
@@ -134,10 +138,10 @@ pub struct Trace {
     /// Every event so far, folded in field by field.
     hasher: Fingerprint,
     events: u64,
-    /// The last events: a ring, `next` the slot the next event overwrites
-    /// (written in place, so recording moves an event once).
-    tail: Vec<TraceEvent>,
-    next: usize,
+    /// The last events: event number `n` (from 0) in slot `n % RING`, written
+    /// in place (so recording moves an event once). Filled with empty notes
+    /// at the start, so that a write never tests whether its slot is in use.
+    ring: Box<[TraceEvent; RING]>,
     all: Option<Vec<TraceEvent>>,
     /// Running hash after each event, for locating the first divergence.
     checkpoints: Option<Vec<u64>>,
@@ -157,8 +161,13 @@ impl Trace {
         Self {
             hasher: Fingerprint::new(0),
             events: 0,
-            tail: Vec::with_capacity(TRACE_TAIL_EVENTS),
-            next: 0,
+            ring: Box::new(core::array::from_fn(|_| TraceEvent {
+                time: Instant::ZERO,
+                node: None,
+                term: Term::ZERO,
+                role: None,
+                what: What::Note(String::new()),
+            })),
             all: record_all.then(Vec::new),
             checkpoints: checkpoints.then(Vec::new),
             shown,
@@ -177,6 +186,7 @@ impl Trace {
     // memory (7 instructions fewer per event).
     #[inline(always)]
     pub fn record(&mut self, event: TraceEvent) {
+        let slot = self.events as usize % RING;
         self.events += 1;
         let (kind, first, second, name, text) = event.what.words();
         let role = event.role.map_or(9, |role| role as u64);
@@ -205,15 +215,7 @@ impl Trace {
         if self.extras {
             self.record_extras(&event);
         }
-        if self.tail.len() < TRACE_TAIL_EVENTS {
-            self.tail.push(event);
-        } else {
-            self.tail[self.next] = event;
-        }
-        self.next += 1;
-        if self.next == TRACE_TAIL_EVENTS {
-            self.next = 0;
-        }
+        self.ring[slot] = event;
     }
 
     /// What [`record`](Self::record) does for a replay or a comparison: the
@@ -249,9 +251,10 @@ impl Trace {
 
     /// The last events recorded.
     pub fn tail(&self) -> Vec<TraceEvent> {
-        // Oldest first: from the slot the next event would overwrite.
-        let (newer, older) = self.tail.split_at(self.next % self.tail.len().max(1));
-        older.iter().chain(newer).cloned().collect()
+        let kept = self.events.min(TRACE_TAIL_EVENTS as u64);
+        (self.events - kept..self.events)
+            .map(|number| self.ring[number as usize % RING].clone())
+            .collect()
     }
 
     /// Every event, if recorded.
