@@ -89,10 +89,14 @@ impl Invariants {
             .collect()
     }
 
-    /// Forgets a node's log (it crashed); its storage will be read again.
-    pub(crate) fn forget(&mut self, node: PeerId) {
+    /// A node restarted from its storage: its next step checks its log
+    /// again. A crash changes only the log's end (it undoes the writes not
+    /// yet synced), so the mirror is kept and checked from the end back, as
+    /// after any step (see `sync_mirror`): a restart costs what the crash
+    /// lost, where reading and hashing the whole log again made long runs
+    /// with crashes spend a quarter of their time here.
+    pub(crate) fn restarted(&mut self, node: PeerId) {
         if let Some(mirror) = self.mirrors.get_mut(slot(node)) {
-            mirror.entries.clear();
             mirror.checked = None;
         }
     }
@@ -439,6 +443,38 @@ mod tests {
         assert!(observe(&mut invariants, 2, &log(&[(1, 10), (2, 20)]), 2).is_empty());
         let found = observe(&mut invariants, 3, &log(&[(1, 10), (2, 21)]), 0);
         assert_one_violation(&found, "log matching: n3's entry 2 of term 2");
+    }
+
+    /// A crash undoes a node's unsynced writes: here a truncation, so the
+    /// entry it replaced is back. The restarted node's mirror, checked from
+    /// the end back, ends as reading its whole log again would leave it.
+    #[test]
+    fn a_restarted_node_is_checked_against_what_its_crash_left() {
+        // The mirror of `log` as read whole, by a checker that saw nothing else.
+        let read_whole = |log: &Log| {
+            let mut fresh = Invariants::default();
+            assert!(observe(&mut fresh, 1, log, 0).is_empty());
+            fresh.mirrors[0].entries.clone()
+        };
+        let mut invariants = Invariants::default();
+        let synced = log(&[(1, 10), (1, 11), (1, 12)]);
+        assert!(observe(&mut invariants, 1, &synced, 1).is_empty());
+        // Not synced yet: index 2 truncated, term 2's entries appended.
+        let unsynced = log(&[(1, 10), (2, 20), (2, 21), (2, 22)]);
+        assert!(observe(&mut invariants, 1, &unsynced, 1).is_empty());
+        assert_eq!(invariants.mirrors[0].entries, read_whole(&unsynced));
+        // The crash undid them (checking back from the end takes two steps);
+        // the node restarts from what was synced.
+        invariants.restarted(PeerId(1));
+        assert!(observe(&mut invariants, 1, &synced, 0).is_empty());
+        assert_eq!(invariants.mirrors[0].entries, read_whole(&synced));
+        // Term 2's entry is committed at index 2 elsewhere: node 1 committing
+        // the entry its crash brought back breaks state machine safety.
+        assert!(observe(&mut invariants, 2, &log(&[(1, 10), (2, 20)]), 2).is_empty());
+        assert_one_violation(
+            &observe(&mut invariants, 1, &synced, 2),
+            "state machine safety: n1",
+        );
     }
 
     #[test]

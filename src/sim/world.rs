@@ -696,7 +696,7 @@ impl<M: SimMachine> World<M> {
         host.node = Some(node);
         host.last_step = None;
         let id = host.id;
-        self.invariants.forget(id);
+        self.invariants.restarted(id);
         self.step_node(position, None, |_, _| {});
     }
 
