@@ -97,10 +97,11 @@ impl Sessions {
     }
 
     /// Whether the sessions fill half the bound, so that the recency queue
-    /// is kept. Below that no eviction is near, and keeping it (a push per
-    /// record, a rebuild every few dozen) was a sixth of what a restarted
-    /// node spent replaying its log. The sessions never shrink below half
-    /// the bound again, so once kept the queue stays kept.
+    /// is kept. Below that no eviction is near, and keeping it anyway (a push
+    /// per record, a rebuild every few dozen) weighed on every restart, as a
+    /// restarted node replays its whole log through `record`. Sessions are
+    /// only ever evicted down to the bound, never below half of it, so once
+    /// kept the queue stays kept.
     fn keeps_recency(&self) -> bool {
         self.clients.len().saturating_mul(2) >= self.clients_max
     }
