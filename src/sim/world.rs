@@ -33,7 +33,7 @@ use crate::env::{
     Entropy, Instant, TimerKind, chance, derive_entropy, uniform_duration, uniform_u64,
 };
 use crate::id::{GroupIdInput, GroupIdInputs, GroupKey, PeerId};
-use crate::log::{CrashOutcome, InMemoryLogStore, Index, Storage, Term};
+use crate::log::{CrashOutcome, HardState, InMemoryLogStore, Index, Storage, Term};
 use crate::machine::{StateMachine, StateSync};
 use crate::raft::{
     ClientId, Consistency, Effect, EntriesReceived, EntryOf, GroupConfig, Node, NodeOptions,
@@ -894,6 +894,26 @@ impl<M: SimMachine> World<M> {
         };
         let vote_before = node.hard_state();
         event(node, local);
+        self.after_step(position, what, local, vote_before);
+    }
+
+    /// The rest of [`step_node`](Self::step_node), the same whatever the
+    /// event.
+    // Out of line, so that it is in the binary once rather than once per kind
+    // of event inlined into the run loop: 2,767 to 2,718 instructions an
+    // event, and a tenth fewer mispredicted branches (callgrind).
+    #[inline(never)]
+    fn after_step(
+        &mut self,
+        position: usize,
+        what: Option<What>,
+        local: Instant,
+        vote_before: HardState,
+    ) {
+        let host = &mut self.hosts[position];
+        let Some(node) = host.node.as_mut() else {
+            return;
+        };
         let vote_after = node.hard_state();
         let granted_vote = vote_after
             .voted_for
