@@ -1066,37 +1066,38 @@ impl<M: SimMachine> World<M> {
                 }
                 Effect::ProposalOutcome { id, outcome } => {
                     let client = (id.client.0 - 1) as usize;
-                    let latency = self.network.client_latency();
-                    let response = Response::Proposal { id, outcome };
-                    self.queue.push(
-                        self.now + latency,
-                        Event::ClientResponse {
-                            client,
-                            response: Box::new(response),
-                        },
-                    );
+                    self.answer_client(client, Response::Proposal { id, outcome });
                 }
                 Effect::QueryOutcome { id, outcome } => {
                     let client = (id >> QUERY_CLIENT_SHIFT) as usize;
-                    let latency = self.network.client_latency();
                     let response = Response::Query {
                         id,
                         node: from,
                         incarnation: self.hosts[position].incarnation,
                         outcome,
                     };
-                    self.queue.push(
-                        self.now + latency,
-                        Event::ClientResponse {
-                            client,
-                            response: Box::new(response),
-                        },
-                    );
+                    self.answer_client(client, response);
                 }
                 Effect::ProposalAccepted { .. } => {}
             }
         }
         self.effects = effects;
+    }
+
+    /// Sends `response` back to `client`, after the network's latency to
+    /// clients.
+    // Out of line, once for both kinds of answer: 2,727 to 2,716 instructions
+    // an event.
+    #[inline(never)]
+    fn answer_client(&mut self, client: usize, response: Response<M>) {
+        let latency = self.network.client_latency();
+        self.queue.push(
+            self.now + latency,
+            Event::ClientResponse {
+                client,
+                response: Box::new(response),
+            },
+        );
     }
 
     /// Sends a message `from -> to`, which `encode` writes into a frame once
