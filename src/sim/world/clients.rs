@@ -54,7 +54,7 @@ impl<M: SimMachine> World<M> {
             .push(at.max(self.now), Event::ClientWake { client, generation });
     }
 
-    // The three client events (a twentieth of all events) are out of line:
+    // The three client events (a fifth of all events) are out of line:
     // inlined into the run loop, their code crowded the instruction cache
     // that every delivery's code needs (callgrind's cache model: 88 misses an
     // event inlined, 77 out of line). Out of line, the simulator's side of
