@@ -864,19 +864,24 @@ impl<M: SimMachine> World<M> {
                 });
             }
             Ok(WireFrame::Handshake(_)) => {}
-            Err(error) => {
-                self.stats.messages_rejected += 1;
-                let reason = match error {
-                    codec::DecodeError::Checksum => "checksum",
-                    codec::DecodeError::Truncated => "truncated",
-                    codec::DecodeError::TooLarge { .. } => "too large",
-                    codec::DecodeError::TrailingBytes { .. } => "trailing bytes",
-                    codec::DecodeError::Malformed { .. } => "malformed",
-                };
-                self.record(Some(position), What::Rejected { from, reason });
-            }
+            Err(error) => self.reject(position, from, error),
         }
         self.recycle(frame);
+    }
+
+    /// Drops a frame the codec refused, and says why in the trace.
+    #[cold]
+    #[inline(never)]
+    fn reject(&mut self, position: usize, from: PeerId, error: codec::DecodeError) {
+        self.stats.messages_rejected += 1;
+        let reason = match error {
+            codec::DecodeError::Checksum => "checksum",
+            codec::DecodeError::Truncated => "truncated",
+            codec::DecodeError::TooLarge { .. } => "too large",
+            codec::DecodeError::TrailingBytes { .. } => "trailing bytes",
+            codec::DecodeError::Malformed { .. } => "malformed",
+        };
+        self.record(Some(position), What::Rejected { from, reason });
     }
 
     /// Steps one node with `event`, flushes it, routes its effects, records the
@@ -923,15 +928,18 @@ impl<M: SimMachine> World<M> {
             host.granted = Some((vote_after.current_term, candidate));
         }
         if let Err(error) = node.flush(local, &mut self.effects) {
-            self.violations.push((
+            engine_failed(
+                &mut self.violations,
                 self.now,
-                "engine",
-                format!("{}: storage failed: {error}", host.id),
-            ));
+                format_args!("{}: storage failed: {error}", host.id),
+            );
         }
         if let Err(violation) = node.check_invariants() {
-            self.violations
-                .push((self.now, "engine", format!("{}: {violation}", host.id)));
+            engine_failed(
+                &mut self.violations,
+                self.now,
+                format_args!("{}: {violation}", host.id),
+            );
         }
         let status = node.status();
         let step = LastStep::of(&status);
@@ -947,12 +955,7 @@ impl<M: SimMachine> World<M> {
             self.violations.push((self.now, "safety", violation));
         }
         if became_leader && self.doomed.is_none() {
-            if let Some(messages) = self.crash_next_leader.take() {
-                self.doomed = Some((position, Doom::Messages(messages)));
-            } else if self.churn_rounds > 0 {
-                self.churn_rounds -= 1;
-                self.doomed = Some((position, self.churn_doom()));
-            }
+            self.doom_new_leader(position);
         }
         let commit_moved = previous
             .map(|previous| previous.commit_index)
@@ -990,6 +993,19 @@ impl<M: SimMachine> World<M> {
                 Duration::from_millis(20),
                 Duration::from_millis(600),
             );
+        }
+    }
+
+    /// Arms the crash waiting for the next leader, if any, for the node at
+    /// `position`, which just became leader.
+    #[cold]
+    #[inline(never)]
+    fn doom_new_leader(&mut self, position: usize) {
+        if let Some(messages) = self.crash_next_leader.take() {
+            self.doomed = Some((position, Doom::Messages(messages)));
+        } else if self.churn_rounds > 0 {
+            self.churn_rounds -= 1;
+            self.doomed = Some((position, self.churn_doom()));
         }
     }
 
@@ -1214,6 +1230,19 @@ impl<M: SimMachine> World<M> {
             .max_by_key(|(_, status)| status.term)
             .map(|(position, _)| position)
     }
+}
+
+/// Records that a node's engine failed (its storage, or one of its own
+/// invariants), as `text` says. Cold and out of line, as it happens at most
+/// once a run.
+#[cold]
+#[inline(never)]
+fn engine_failed(
+    violations: &mut Vec<(Instant, &'static str, String)>,
+    now: Instant,
+    text: core::fmt::Arguments<'_>,
+) {
+    violations.push((now, "engine", text.to_string()));
 }
 
 #[cfg(test)]
