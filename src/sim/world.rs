@@ -712,11 +712,7 @@ impl<M: SimMachine> World<M> {
             if time == self.now {
                 events_at_this_instant += 1;
                 if events_at_this_instant > EVENTS_PER_INSTANT_MAX {
-                    self.violations.push((
-                        time,
-                        "livelock",
-                        format!("over {EVENTS_PER_INSTANT_MAX} events without time advancing"),
-                    ));
+                    livelocked(&mut self.violations, time);
                     break;
                 }
             } else {
@@ -726,15 +722,7 @@ impl<M: SimMachine> World<M> {
             self.stats.events += 1;
             self.handle(event);
             if self.queue.len() > pending_max {
-                let busiest = self
-                    .busiest_link()
-                    .map(|((from, to), count)| format!(", {count} of them on {from} -> {to}"))
-                    .unwrap_or_default();
-                self.violations.push((
-                    time,
-                    "message storm",
-                    format!("over {pending_max} events in flight{busiest}"),
-                ));
+                self.report_storm(pending_max);
             }
             if !self.violations.is_empty() {
                 // A broken invariant poisons all that follows (diverged logs
@@ -745,6 +733,21 @@ impl<M: SimMachine> World<M> {
         }
         self.now = end;
         self.stats.simulated = end.saturating_since(Instant::ZERO);
+    }
+
+    /// Records a message storm: more than `pending_max` events in flight.
+    #[cold]
+    #[inline(never)]
+    fn report_storm(&mut self, pending_max: usize) {
+        let busiest = self
+            .busiest_link()
+            .map(|((from, to), count)| format!(", {count} of them on {from} -> {to}"))
+            .unwrap_or_default();
+        self.violations.push((
+            self.now,
+            "message storm",
+            format!("over {pending_max} events in flight{busiest}"),
+        ));
     }
 
     /// The link with the most messages in flight, and how many: where a
@@ -1230,6 +1233,17 @@ impl<M: SimMachine> World<M> {
             .max_by_key(|(_, status)| status.term)
             .map(|(position, _)| position)
     }
+}
+
+/// Records a livelock at `now`: too many events without time advancing.
+#[cold]
+#[inline(never)]
+fn livelocked(violations: &mut Vec<(Instant, &'static str, String)>, now: Instant) {
+    violations.push((
+        now,
+        "livelock",
+        format!("over {EVENTS_PER_INSTANT_MAX} events without time advancing"),
+    ));
 }
 
 /// Records that a node's engine failed (its storage, or one of its own
