@@ -75,8 +75,9 @@ bench-sim:
 
 # Figure 2 counted in instructions under callgrind (steady where wall time is
 # not): simulator and bare engines per event, and their ratio. Needs valgrind.
+# CACHE=1 adds instruction-cache misses and mispredicted branches per event.
 bench-sim-instructions:
-	bash benches/instructions.sh
+	CACHE=$(CACHE) bash benches/instructions.sh
 
 # Every planted flaw against explore: seeds to the first failure (median of
 # TRIALS disjoint seed ranges), wall time, and the size of the shrunk failure.
