@@ -712,7 +712,8 @@ impl<M: SimMachine> World<M> {
             if time == self.now {
                 events_at_this_instant += 1;
                 if events_at_this_instant > EVENTS_PER_INSTANT_MAX {
-                    livelocked(&mut self.violations, time);
+                    // (`time` is `self.now` here.)
+                    self.report_livelock();
                     break;
                 }
             } else {
@@ -733,6 +734,17 @@ impl<M: SimMachine> World<M> {
         }
         self.now = end;
         self.stats.simulated = end.saturating_since(Instant::ZERO);
+    }
+
+    /// Records a livelock: too many events without time advancing.
+    #[cold]
+    #[inline(never)]
+    fn report_livelock(&mut self) {
+        self.violations.push((
+            self.now,
+            "livelock",
+            format!("over {EVENTS_PER_INSTANT_MAX} events without time advancing"),
+        ));
     }
 
     /// Records a message storm: more than `pending_max` events in flight.
@@ -1233,17 +1245,6 @@ impl<M: SimMachine> World<M> {
             .max_by_key(|(_, status)| status.term)
             .map(|(position, _)| position)
     }
-}
-
-/// Records a livelock at `now`: too many events without time advancing.
-#[cold]
-#[inline(never)]
-fn livelocked(violations: &mut Vec<(Instant, &'static str, String)>, now: Instant) {
-    violations.push((
-        now,
-        "livelock",
-        format!("over {EVENTS_PER_INSTANT_MAX} events without time advancing"),
-    ));
 }
 
 /// Records that a node's engine failed (its storage, or one of its own
