@@ -64,6 +64,22 @@ struct Slot<E> {
     event: Option<E>,
 }
 
+/// A bucket's list of near events: its first slot (or [`NONE`]) and its
+/// length, side by side, as a push reads both: in two arrays of 16 KB each,
+/// a push into a bucket not touched lately missed the cache twice.
+#[derive(Clone, Copy)]
+struct Bucket {
+    head: u32,
+    length: u32,
+}
+
+impl Bucket {
+    const EMPTY: Self = Self {
+        head: NONE,
+        length: 0,
+    };
+}
+
 /// An event's order and its slot, ordered reversed (the earliest is the
 /// greatest): the max-heap of far events pops the earliest, and the running
 /// bucket, sorted ascending, ends with it. Sorted by value, not as slot
@@ -96,11 +112,8 @@ pub(crate) struct EventQueue<E> {
     /// Free slots, the last freed on top.
     free: Vec<u32>,
     /// Bucket `b % BUCKETS` lists the near events of bucket number `b` (time
-    /// divided by the bucket width), for `b` from `base` to `base + BUCKETS`:
-    /// the first slot of each list, or [`NONE`].
-    heads: Vec<u32>,
-    /// How many events each bucket lists.
-    lengths: Vec<u32>,
+    /// divided by the bucket width), for `b` from `base` to `base + BUCKETS`.
+    buckets: Vec<Bucket>,
     /// Bit `i % 64` of word `i / 64`: bucket `i` holds events.
     occupied: [u64; WORDS],
     /// The bucket number of the last event popped.
@@ -122,8 +135,7 @@ impl<E> EventQueue<E> {
         Self {
             slots: Vec::new(),
             free: Vec::new(),
-            heads: vec![NONE; BUCKETS],
-            lengths: vec![0; BUCKETS],
+            buckets: vec![Bucket::EMPTY; BUCKETS],
             occupied: [0; WORDS],
             base: 0,
             last: Instant::ZERO,
@@ -175,10 +187,13 @@ impl<E> EventQueue<E> {
                 });
                 return;
             }
-        } else if bucket - self.base < BUCKETS as u64 && self.lengths[ring] < BUCKET_EVENTS_MAX {
-            self.slots[index as usize].next = self.heads[ring];
-            self.heads[ring] = index;
-            self.lengths[ring] += 1;
+        } else if bucket - self.base < BUCKETS as u64
+            && self.buckets[ring].length < BUCKET_EVENTS_MAX
+        {
+            let list = &mut self.buckets[ring];
+            self.slots[index as usize].next = list.head;
+            list.head = index;
+            list.length += 1;
             self.occupied[ring / 64] |= 1 << (ring % 64);
             self.listed += 1;
             return;
@@ -241,7 +256,7 @@ impl<E> EventQueue<E> {
         let Some(ring) = self.first_listed() else {
             return;
         };
-        let head = self.heads[ring];
+        let head = self.buckets[ring].head;
         let bucket = self.slots[head as usize].time.as_nanos() >> BUCKET_SHIFT;
         if !self.run.is_empty() {
             if bucket > self.run_bucket {
@@ -261,9 +276,8 @@ impl<E> EventQueue<E> {
             });
             slot = queued.next;
         }
-        self.heads[ring] = NONE;
-        self.listed -= self.lengths[ring] as usize;
-        self.lengths[ring] = 0;
+        self.listed -= self.buckets[ring].length as usize;
+        self.buckets[ring] = Bucket::EMPTY;
         self.occupied[ring / 64] &= !(1 << (ring % 64));
         self.run_bucket = bucket;
         self.run.sort_unstable();
@@ -275,9 +289,10 @@ impl<E> EventQueue<E> {
     fn return_run(&mut self) {
         let ring = (self.run_bucket % BUCKETS as u64) as usize;
         for Ordered { slot: index, .. } in self.run.drain(..) {
-            self.slots[index as usize].next = self.heads[ring];
-            self.heads[ring] = index;
-            self.lengths[ring] += 1;
+            let list = &mut self.buckets[ring];
+            self.slots[index as usize].next = list.head;
+            list.head = index;
+            list.length += 1;
             self.listed += 1;
         }
         self.occupied[ring / 64] |= 1 << (ring % 64);
@@ -349,7 +364,7 @@ mod tests {
         expected.sort_by_key(|&(time, number)| (time, number));
         assert_eq!(popped.len() as u64, count);
         assert_eq!(popped, expected, "by time, then by push order");
-        assert!(queue.lengths.iter().all(|&length| length == 0));
+        assert!(queue.buckets.iter().all(|bucket| bucket.length == 0));
     }
 
     /// A far event popped before the running bucket's events lets later
