@@ -385,6 +385,8 @@ pub(crate) struct World<M: SimMachine> {
     recent_requests: VecDeque<RequestShown>,
     /// Every input to the engines, if kept ([`World::record_inputs`]).
     inputs: Option<NodeInputs<M>>,
+    /// [`EVENTS_PER_INSTANT_MAX`], lower in a test of the livelock report.
+    events_per_instant_max: u64,
 }
 
 impl<M: SimMachine> World<M> {
@@ -483,6 +485,7 @@ impl<M: SimMachine> World<M> {
             frames: Vec::new(),
             recent_requests: VecDeque::with_capacity(TRACE_TAIL_EVENTS),
             inputs: None,
+            events_per_instant_max: EVENTS_PER_INSTANT_MAX,
             config,
         }
     }
@@ -711,10 +714,12 @@ impl<M: SimMachine> World<M> {
             }
             if time == self.now {
                 events_at_this_instant += 1;
-                if events_at_this_instant > EVENTS_PER_INSTANT_MAX {
-                    // (`time` is `self.now` here.)
+                if events_at_this_instant > self.events_per_instant_max {
+                    // (`time` is `self.now` here.) The run ends at this
+                    // instant, as at a broken invariant below.
                     self.report_livelock();
-                    break;
+                    self.stats.simulated = self.now.saturating_since(Instant::ZERO);
+                    return;
                 }
             } else {
                 events_at_this_instant = 0;
@@ -743,7 +748,10 @@ impl<M: SimMachine> World<M> {
         self.violations.push((
             self.now,
             "livelock",
-            format!("over {EVENTS_PER_INSTANT_MAX} events without time advancing"),
+            format!(
+                "over {} events without time advancing",
+                self.events_per_instant_max
+            ),
         ));
     }
 
@@ -1291,6 +1299,68 @@ mod tests {
                 clock.local(Instant::from_nanos(10)),
                 Instant::from_nanos(5_000)
             );
+        }
+    }
+
+    /// Too many events at one instant stop the run as a livelock, named as
+    /// such, at that instant: a run that re-arms something without letting
+    /// time pass must end, not spin forever. Here the events are client wakes
+    /// of a stale generation, which do nothing (as a re-armed no-op would),
+    /// queued at 1 s, with one more at 2 s that must never run. The bound is
+    /// lowered from [`EVENTS_PER_INSTANT_MAX`] to 1,000, as a million events
+    /// queued at once would first be stopped as a message storm.
+    #[test]
+    fn a_livelock_is_stopped_and_named() {
+        use crate::examples::KvStore;
+        use crate::sim::workload::KvWorkload;
+
+        let mut config = SimConfig::new(1);
+        config.clients = 1;
+        let mut world = World::new(
+            config,
+            FaultPlan::none(),
+            Box::new(|_| KvStore::default()),
+            Box::new(KvWorkload::default()),
+            false,
+            Choosing {
+                fault_rng: Choices::seeded(derive_entropy(1, "fault-runtime")),
+                tape: None,
+                scripts: None,
+            },
+        );
+        let stale = Event::ClientWake {
+            client: 0,
+            generation: u64::MAX,
+        };
+        world.events_per_instant_max = 1_000;
+        let at = Instant::ZERO + Duration::from_secs(1);
+        for _ in 0..1_100 {
+            world.queue.push(at, stale_copy(&stale));
+        }
+        world.queue.push(at + Duration::from_secs(1), stale);
+        world.run();
+        assert_eq!(
+            world
+                .violations
+                .iter()
+                .map(|(when, check, message)| (*when, *check, message.as_str()))
+                .collect::<Vec<_>>(),
+            [(at, "livelock", "over 1000 events without time advancing")]
+        );
+        // It stopped there: the later event still waits.
+        assert_eq!(world.stats.events, 1_001);
+        assert_eq!(world.now(), at);
+        assert_eq!(world.stats.simulated, Duration::from_secs(1));
+    }
+
+    /// Another stale client wake like `event`.
+    fn stale_copy<M: SimMachine>(event: &Event<M>) -> Event<M> {
+        match event {
+            Event::ClientWake { client, generation } => Event::ClientWake {
+                client: *client,
+                generation: *generation,
+            },
+            _ => unreachable!("only client wakes are copied"),
         }
     }
 }
