@@ -103,6 +103,17 @@ impl<C: Serialize> Serialize for LentFrame<'_, LogEntry<C>> {
     }
 }
 
+/// A [`WireFrame::Raft`] frame of a borrowed message: the same bytes as the
+/// owned frame, encoded without moving the message into one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RaftFrame<'a, C>(pub &'a Message<C>);
+
+impl<C: Serialize> Serialize for RaftFrame<'_, C> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_newtype_variant("WireFrame", RAFT_VARIANT, "Raft", self.0)
+    }
+}
+
 /// Why a bond could not be established.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BondError {
@@ -477,6 +488,30 @@ mod tests {
         let sealed = crate::codec::seal(&lent).expect("encodes");
         assert_eq!(sealed, crate::codec::seal(&owned).expect("encodes"));
         assert_eq!(crate::codec::unseal::<WireFrame<u64>>(&sealed), Ok(owned));
+    }
+
+    #[test]
+    fn a_borrowed_raft_frame_is_sealed_as_the_owned_frame() {
+        let header = AppendHeader {
+            term: Term(4),
+            prev: Cursor::new(Term(3), Index(41)),
+            leader_commit: Index(40),
+            read_round: 7,
+        };
+        let messages: [Message<u64>; 3] = [
+            Message::PreVote {
+                term: Term(5),
+                last_log: Cursor::new(Term(2), Index(9)),
+            },
+            header.with_entries(Vec::new()),
+            header.with_entries(vec![(Term(4), LogEntry::Blank); 3]),
+        ];
+        for message in messages {
+            let sealed = crate::codec::seal(&RaftFrame(&message)).expect("encodes");
+            let owned = WireFrame::Raft(message);
+            assert_eq!(sealed, crate::codec::seal(&owned).expect("encodes"));
+            assert_eq!(crate::codec::unseal::<WireFrame<u64>>(&sealed), Ok(owned));
+        }
     }
 
     fn inputs(key: &GroupKey, machine: &str) -> GroupIdInputs {

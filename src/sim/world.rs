@@ -27,7 +27,7 @@ use super::queue::EventQueue;
 use super::scenario::ClientScript;
 use super::trace::{TRACE_TAIL_EVENTS, Trace, TraceEvent, What};
 use super::workload::{Operation, SimMachine, Workload};
-use crate::bond::{BondError, WireFrame};
+use crate::bond::{BondError, RaftFrame, WireFrame};
 use crate::codec;
 use crate::env::{
     Entropy, Instant, TimerKind, chance, derive_entropy, uniform_duration, uniform_u64,
@@ -1072,9 +1072,9 @@ impl<M: SimMachine> World<M> {
                 inputs.count_sent(position);
             }
             match effect {
-                Effect::Send { to, message } => self.send(from, to, |_, frame| {
-                    codec::seal_into(&WireFrame::Raft(message), frame)
-                }),
+                Effect::Send { to, message } => {
+                    self.send(from, to, |_, frame| seal_message(&message, frame))
+                }
                 Effect::SendLent {
                     to,
                     header,
@@ -1253,6 +1253,19 @@ impl<M: SimMachine> World<M> {
             .max_by_key(|(_, status)| status.term)
             .map(|(position, _)| position)
     }
+}
+
+/// Seals a message into `frame`, the message borrowed.
+// Out of line, as in the bare engines' loop: inlined, the encoder of every
+// kind of message sat in the step's code, among the simulator's own. It costs
+// 22 instructions an event more, yet figure 2's simulator side ran 153.5 ms
+// (median of five alternating rounds) against 156.0 ms.
+#[inline(never)]
+fn seal_message<C: serde::Serialize>(
+    message: &crate::raft::Message<C>,
+    frame: &mut Vec<u8>,
+) -> Result<(), codec::EncodeError> {
+    codec::seal_into(&RaftFrame(message), frame)
 }
 
 /// Records that a node's engine failed (its storage, or one of its own
