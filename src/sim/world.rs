@@ -1341,16 +1341,16 @@ mod tests {
                 scripts: None,
             },
         );
-        let stale = Event::ClientWake {
+        let stale = || Event::ClientWake {
             client: 0,
             generation: u64::MAX,
         };
         world.events_per_instant_max = 1_000;
         let at = Instant::ZERO + Duration::from_secs(1);
         for _ in 0..1_100 {
-            world.queue.push(at, stale_copy(&stale));
+            world.queue.push(at, stale());
         }
-        world.queue.push(at + Duration::from_secs(1), stale);
+        world.queue.push(at + Duration::from_secs(1), stale());
         world.run();
         assert_eq!(
             world
@@ -1364,16 +1364,5 @@ mod tests {
         assert_eq!(world.stats.events, 1_001);
         assert_eq!(world.now(), at);
         assert_eq!(world.stats.simulated, Duration::from_secs(1));
-    }
-
-    /// Another stale client wake like `event`.
-    fn stale_copy<M: SimMachine>(event: &Event<M>) -> Event<M> {
-        match event {
-            Event::ClientWake { client, generation } => Event::ClientWake {
-                client: *client,
-                generation: *generation,
-            },
-            _ => unreachable!("only client wakes are copied"),
-        }
     }
 }
